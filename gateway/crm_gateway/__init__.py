@@ -1,0 +1,1 @@
+"""gateway: the CRM's front door. One origin, routing by path, request ids, timeouts, problem+json."""

@@ -1,0 +1,105 @@
+"""The gateway's routes: its own health and metrics, then everything else proxied by path."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from asgi_correlation_id import correlation_id
+from crm_kit.errors import PROBLEM_JSON, NotFound, UpstreamTimeout, UpstreamUnavailable
+from crm_kit.service import REQUEST_ID_HEADER, metrics_endpoint
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from crm_gateway.domain import RouteTable, forwardable
+
+router = APIRouter()
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _table(request: Request) -> RouteTable:
+    return request.app.state.routes  # type: ignore[no-any-return]
+
+
+def _client(request: Request) -> httpx.AsyncClient:
+    return request.app.state.http  # type: ignore[no-any-return]
+
+
+@router.get("/health/live", tags=["operations"], summary="The gateway process is up")
+async def live() -> dict[str, str]:
+    return {"status": "up"}
+
+
+@router.get("/health/ready", tags=["operations"], summary="Every upstream is ready", responses={503: {}})
+async def ready(request: Request) -> JSONResponse:
+    client = _client(request)
+    upstreams = _table(request).upstreams
+
+    async def check(base: str) -> str:
+        try:
+            r = await client.get(f"{base}/health/ready", timeout=2.0)
+            return "up" if r.status_code == 200 else f"not ready ({r.status_code})"
+        except httpx.HTTPError as exc:
+            return f"down: {type(exc).__name__}"
+
+    results = await asyncio.gather(*(check(base) for base in upstreams.values()))
+    checks = dict(zip(upstreams, results, strict=True))
+    if all(v == "up" for v in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    return JSONResponse(
+        {
+            "type": "urn:telecom-crm:problem:not-ready",
+            "title": "Not ready",
+            "status": 503,
+            "detail": ", ".join(f"{k} {v}" for k, v in checks.items() if v != "up"),
+            "checks": checks,
+        },
+        status_code=503,
+        media_type=PROBLEM_JSON,
+    )
+
+
+router.add_api_route(
+    "/metrics", metrics_endpoint, tags=["operations"], summary="Prometheus metrics", response_class=Response
+)
+
+
+@router.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
+async def proxy(request: Request, path: str) -> Response:
+    route = _table(request).resolve(request.url.path)
+    if route is None:
+        raise NotFound(f"No service serves {request.url.path}", field="path")
+    url = httpx.URL(route.base_url + request.url.path, query=request.url.query.encode())
+    headers = forwardable(request.headers.items())
+    headers.append((REQUEST_ID_HEADER, correlation_id.get() or ""))
+    if request.client:
+        headers.append(("X-Forwarded-For", request.client.host))
+    headers.append(("X-Forwarded-Proto", request.url.scheme))
+    client = _client(request)
+    upstream_request = client.build_request(
+        request.method,
+        url,
+        headers=headers,
+        content=await request.body(),
+        timeout=httpx.Timeout(route.timeout_seconds, connect=request.app.state.connect_timeout),
+    )
+    try:
+        upstream = await client.send(upstream_request, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout) as exc:
+        raise UpstreamUnavailable(
+            f"The {route.upstream} service is unavailable ({type(exc).__name__})", upstream=route.upstream
+        ) from exc
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(
+            f"The {route.upstream} service did not answer within {route.timeout_seconds}s", upstream=route.upstream
+        ) from exc
+    response_headers = {k: v for k, v in forwardable(upstream.headers.items()) if k.lower() != "content-encoding"}
+    if "content-encoding" in upstream.headers:
+        response_headers["content-encoding"] = upstream.headers["content-encoding"]
+    return StreamingResponse(
+        upstream.aiter_raw(),
+        status_code=upstream.status_code,
+        headers=response_headers,
+        background=BackgroundTask(upstream.aclose),
+    )

@@ -1,0 +1,58 @@
+"""Routing: which upstream serves a path, and with what timeout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crm_gateway.settings import Settings
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str
+    upstream: str
+    base_url: str
+    timeout_seconds: float
+
+
+class RouteTable:
+    """Longest prefix wins, so a specific route can sit beside a general one."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> RouteTable:
+        return cls(
+            [
+                Route("/boss/v1/", "billing-adapter", s.billing_adapter_url, s.boss_timeout_seconds),
+                Route("/tmf-api/customerManagement/v4/", "customer", s.customer_url, s.timeout_seconds),
+                Route("/api/v1/customers", "customer", s.customer_url, s.timeout_seconds),
+            ]
+        )
+
+    def resolve(self, path: str) -> Route | None:
+        return next((r for r in self.routes if path.startswith(r.prefix)), None)
+
+    @property
+    def upstreams(self) -> dict[str, str]:
+        return {r.upstream: r.base_url for r in self.routes}
+
+
+def forwardable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]

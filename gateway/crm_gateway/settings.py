@@ -1,0 +1,15 @@
+"""Gateway settings (`CRM_GATEWAY_*`)."""
+
+from crm_kit.settings import AppSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class Settings(AppSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_GATEWAY_", extra="ignore")
+
+    customer_url: str = "http://127.0.0.1:8001"
+    billing_adapter_url: str = "http://127.0.0.1:8002"
+    timeout_seconds: float = 10.0
+    boss_timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 2.0
+    max_connections: int = 200

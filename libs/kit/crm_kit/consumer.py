@@ -1,0 +1,194 @@
+"""Consumer runner: consumer group, inbox de-duplication, bounded retries, dead-letter topic.
+
+Each record is handled in its own DB transaction together with its inbox row; offsets are
+committed once per batch, after the transactions. A record that breaks its contract, or keeps
+failing after the retries, goes to `<topic>.dlq` with the error and the runner moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from asgi_correlation_id import correlation_id
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential
+
+from crm_kit.bus import Bus
+from crm_kit.db import Database, inbox_table, utcnow
+from crm_kit.events import CloudEvent, Contracts, ContractViolation, parse_event
+from crm_kit.observability import ServiceMetrics
+from crm_kit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """A handler's way of saying: retrying will not help, dead-letter this record now."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a service consumes: a consumer group, its topics and one handler per event type."""
+
+    group: str
+    handlers: Mapping[str, Handler]
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({".".join(t.split(".")[:2]) for t in self.handlers})
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        subscription: Subscription,
+        *,
+        db: Database,
+        bus: Bus,
+        contracts: Contracts,
+        settings: ServiceSettings,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.sub = subscription
+        self.db = db
+        self.bus = bus
+        self.contracts = contracts
+        self.settings = settings
+        self.metrics = metrics
+        self.assigned = asyncio.Event()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        k = self.settings.kafka
+        return AIOKafkaConsumer(
+            *self.sub.topics,
+            bootstrap_servers=k.bootstrap,
+            group_id=self.sub.group,
+            client_id=self.sub.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=k.heartbeat_interval_ms,
+            rebalance_timeout_ms=k.rebalance_timeout_ms,
+            request_timeout_ms=max(k.request_timeout_ms, k.session_timeout_ms + 1000),
+            max_poll_records=self.settings.consumer_batch_size,
+        )
+
+    async def run(self) -> None:
+        """Consume until cancelled; reconnects after broker failures (the inbox absorbs redelivery)."""
+        failures = 0
+        while True:
+            consumer = self._consumer()
+            try:
+                await consumer.start()
+                failures = 0
+                await self._loop(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = min(0.5 * 2**failures, 10.0)
+                log.warning("consumer %s failed, restarting in %.1fs: %s", self.sub.group, delay, exc)
+                await asyncio.sleep(delay)
+            finally:
+                self.assigned.clear()
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
+            if consumer.assignment():
+                self.assigned.set()
+            if not batch:
+                continue
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batch.items():
+                for record in records:
+                    await self.process(record)
+                offsets[tp] = records[-1].offset + 1
+            await consumer.commit(offsets)
+            for tp, next_offset in offsets.items():
+                end = consumer.highwater(tp)
+                if end is not None:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
+
+    async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
+        """Handle one record; returns the outcome: applied, duplicate, ignored or dead-lettered."""
+        try:
+            event = parse_event(record.value or b"")
+            if event.type not in self.sub.handlers:
+                self.metrics.consumed.labels(record.topic, event.type, "ignored").inc()
+                return "ignored"
+            self.contracts.validate(event.type, event.data)
+        except ContractViolation as exc:
+            await self.dead_letter(record, "contract", str(exc))
+            return "dead-lettered"
+        token = correlation_id.set(event.correlationid or event.id)
+        try:
+            outcome = await self._apply_with_retries(event)
+        except Exception as exc:
+            reason = "permanent" if isinstance(exc, PermanentError) else "retries-exhausted"
+            log.exception("event %s (%s) failed: %s", event.id, event.type, exc)
+            await self.dead_letter(record, reason, f"{type(exc).__name__}: {exc}")
+            return "dead-lettered"
+        finally:
+            correlation_id.reset(token)
+        self.metrics.consumed.labels(record.topic, event.type, outcome).inc()
+        return outcome
+
+    async def _apply_with_retries(self, event: CloudEvent) -> str:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.settings.consumer_max_attempts),
+            wait=wait_exponential(multiplier=self.settings.consumer_backoff_seconds, max=5),
+            retry=retry_if_not_exception_type(PermanentError),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._apply(event)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _apply(self, event: CloudEvent) -> str:
+        async with self.db.sessions.begin() as session:
+            seen = await session.scalar(
+                select(inbox_table.c.event_id).where(
+                    inbox_table.c.consumer == self.sub.group, inbox_table.c.event_id == event.id
+                )
+            )
+            if seen:
+                return "duplicate"
+            await self.sub.handlers[event.type](session, event)
+            await session.execute(
+                insert(inbox_table).values(
+                    consumer=self.sub.group, event_id=event.id, type=event.type, processed_at=utcnow()
+                )
+            )
+        return "applied"
+
+    async def dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, error: str) -> None:
+        """The original bytes go to `<topic>.dlq`, the error and origin in headers, so it can be replayed."""
+        headers: list[tuple[str, bytes]] = [
+            ("dlq.reason", reason.encode()),
+            ("dlq.error", error[:2000].encode()),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.consumer", self.sub.group.encode()),
+            ("dlq.failed_at", utcnow().isoformat().encode()),
+        ]
+        producer = await self.bus.producer()
+        await producer.send_and_wait(record.topic + ".dlq", record.value, key=record.key, headers=headers)
+        self.metrics.dlq.labels(record.topic, reason).inc()
+        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, error)
+
+
+def dlq_headers(record: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in (record.headers or [])}

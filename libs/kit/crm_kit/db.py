@@ -1,0 +1,211 @@
+"""Async engine and sessions for SQLite (default) and PostgreSQL, the kit's own tables, Alembic wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetime stored as UTC; SQLite forgets the zone, this puts it back."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; the CRM stores only timezone-aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+kit_metadata = MetaData(naming_convention=NAMING)
+
+outbox_table = Table(
+    "outbox",
+    kit_metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("aggregatetype", String(128), nullable=False, doc="the topic"),
+    Column("aggregateid", String(128), nullable=False, doc="the message key: the customer id"),
+    Column("type", String(128), nullable=False),
+    Column("payload", Text, nullable=False, doc="the CloudEvent, structured JSON"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Index("ix_outbox_pending", "seq", postgresql_where=text("sent_at IS NULL"), sqlite_where=text("sent_at IS NULL")),
+)
+
+inbox_table = Table(
+    "inbox",
+    kit_metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("type", String(128), nullable=False),
+    Column("processed_at", UtcDateTime, nullable=False),
+)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, query_timeout_seconds: float = 10.0) -> AsyncEngine:
+    """An engine with the pragmas/timeouts this system relies on."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    timeout_ms = int(query_timeout_seconds * 1000)
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=query_timeout_seconds,
+        connect_args={"server_settings": {"statement_timeout": str(timeout_ms)}, "timeout": query_timeout_seconds},
+    )
+
+
+class Database:
+    """One engine and its session factory. The caller of `transaction()` owns the commit."""
+
+    def __init__(self, url: str, *, query_timeout_seconds: float = 10.0) -> None:
+        self.url = url
+        self.engine = make_engine(url, query_timeout_seconds=query_timeout_seconds)
+        # A Session class of its own, so event listeners (the outbox nudge) stay with this database.
+        self.session_class: type[Session] = type("CrmSession", (Session,), {})
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=self.session_class)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Yields a session inside a transaction; commits once at the end, rolls back on error."""
+        async with self.sessions.begin() as session:
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _alembic_config(url: str, migrations_dir: Path) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, migrations_dir: Path, revision: str = "head") -> None:
+    """Bring the database to `revision`. Blocking: call from a thread when a loop is running."""
+    command.upgrade(_alembic_config(url, migrations_dir), revision)
+
+
+async def upgrade_async(url: str, migrations_dir: Path) -> None:
+    await asyncio.to_thread(upgrade, url, migrations_dir)
+
+
+def run_migrations(target_metadata: list[MetaData]) -> None:
+    """The body of every service's `migrations/env.py`: online, async, against `sqlalchemy.url`."""
+    from alembic import context
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is not set"
+
+    def do_run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    async def run_async() -> None:
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+            await conn.run_sync(do_run)
+            await conn.commit()
+        await engine.dispose()
+
+    asyncio.run(run_async())
+
+
+def insert_ignoring_duplicates(dialect: str, table: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING for PostgreSQL and SQLite: safe against a concurrent writer."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()

@@ -1,0 +1,179 @@
+"""CloudEvents 1.0 envelope and the contracts in `contracts/` (JSON Schema per event type, topic list)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from asgi_correlation_id import correlation_id
+from jsonschema import Draft202012Validator, FormatChecker
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from crm_kit.db import utcnow
+
+TYPE_PATTERN = r"^[a-z][a-z_]*\.[a-z][a-z_]*\.[a-z][a-z_]*\.v[0-9]+$"
+DLQ_SUFFIX = ".dlq"
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event in structured JSON mode; `subject` is the customer id."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: str = Field("1.0", pattern=r"^1\.0$")
+    id: str = Field(min_length=1, max_length=64)
+    source: str = Field(min_length=1)
+    type: str = Field(pattern=TYPE_PATTERN)
+    subject: str | None = None
+    time: AwareDatetime
+    datacontenttype: str = "application/json"
+    data: dict[str, Any]
+    traceparent: str | None = None
+    correlationid: str | None = None
+
+    @property
+    def topic(self) -> str:
+        return topic_of(self.type)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+def topic_of(event_type: str) -> str:
+    """`billing.subscription.activated.v1` → `billing.subscription`."""
+    domain, entity, *_ = event_type.split(".")
+    return f"{domain}.{entity}"
+
+
+def new_event(
+    event_type: str,
+    *,
+    source: str,
+    subject: str,
+    data: dict[str, Any],
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> CloudEvent:
+    """A fresh event carrying the current request's correlation id."""
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=event_type,
+        subject=subject,
+        time=time or utcnow(),
+        data=data,
+        correlationid=correlation_id.get(),
+    )
+
+
+@dataclass
+class Violation:
+    field: str
+    message: str
+
+
+class ContractViolation(Exception):
+    """The event does not match its contract; `violations` say where."""
+
+    def __init__(self, event_type: str, violations: list[Violation]) -> None:
+        self.event_type = event_type
+        self.violations = violations
+        first = violations[0]
+        super().__init__(f"{first.field}: {first.message}" if first.field else first.message)
+
+
+@dataclass
+class Topic:
+    name: str
+    key: str
+    partitions: int
+    retention: str
+    producer: str
+    consumers: list[str]
+    events: list[str]
+    description: str = ""
+
+    @property
+    def dlq(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+
+def _field(path: Any) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+@dataclass
+class Contracts:
+    """Schemas by event type and the topic list, loaded once from a contracts folder."""
+
+    root: Path
+    validators: dict[str, Draft202012Validator] = field(default_factory=dict)
+    topics: dict[str, Topic] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> Contracts:
+        c = cls(root=root)
+        for path in sorted((root / "events").glob("*.json")):
+            schema = json.loads(path.read_text(encoding="utf-8"))
+            Draft202012Validator.check_schema(schema)
+            c.validators[path.stem] = Draft202012Validator(schema, format_checker=FormatChecker())
+        spec = yaml.safe_load((root / "topics.yaml").read_text(encoding="utf-8"))
+        for name, t in spec["topics"].items():
+            c.topics[name] = Topic(name=name, **t)
+        return c
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self.validators)
+
+    def knows(self, event_type: str) -> bool:
+        return event_type in self.validators
+
+    def violations(self, event_type: str, data: Any) -> list[Violation]:
+        validator = self.validators.get(event_type)
+        if validator is None:
+            return [Violation("type", f"unknown event type {event_type!r}")]
+        errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+        out = []
+        for e in errors:
+            where = _field(e.absolute_path)
+            if e.validator == "required":
+                missing = e.message.split("'")[1] if "'" in e.message else ""
+                where = f"{where}.{missing}" if where else missing
+                out.append(Violation(where, "is required"))
+            else:
+                out.append(Violation(where, e.message))
+        return out
+
+    def validate(self, event_type: str, data: Any) -> None:
+        found = self.violations(event_type, data)
+        if found:
+            raise ContractViolation(event_type, found)
+
+    def validate_event(self, event: CloudEvent) -> None:
+        if topic_of(event.type) not in self.topics:
+            raise ContractViolation(event.type, [Violation("type", f"no topic for {event.type!r}")])
+        self.validate(event.type, event.data)
+
+
+@lru_cache(maxsize=8)
+def load_contracts(root: Path) -> Contracts:
+    return Contracts.load(root)
+
+
+def parse_event(raw: bytes) -> CloudEvent:
+    """Bytes off the bus → a CloudEvent, or ContractViolation saying what is wrong with the envelope."""
+    try:
+        return CloudEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        violations = [Violation(_field(e["loc"]), e["msg"]) for e in exc.errors()]
+        raise ContractViolation("envelope", violations) from exc

@@ -1,0 +1,141 @@
+"""Transactional outbox: the state change and its event commit together; a relay publishes them.
+
+Only the relay talks to Kafka. The table follows Debezium's outbox shape, so a CDC relay can
+replace the polling one in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_kit.bus import Bus
+from crm_kit.db import Database, outbox_table, utcnow
+from crm_kit.events import CloudEvent, Contracts
+from crm_kit.observability import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+STAGED = "crm_outbox_staged"
+
+
+def outbox_row(event: CloudEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "aggregatetype": event.topic,
+        "aggregateid": event.subject or "",
+        "type": event.type,
+        "payload": event.to_json(),
+        "created_at": utcnow(),
+    }
+
+
+async def stage(session: AsyncSession, contracts: Contracts, events: Iterable[CloudEvent]) -> int:
+    """Validate and add events to the outbox in the caller's transaction. Keyed by subject (customer id)."""
+    rows = []
+    for e in events:
+        contracts.validate_event(e)
+        rows.append(outbox_row(e))
+    if rows:
+        await session.execute(insert(outbox_table), rows)
+        session.info[STAGED] = True
+    return len(rows)
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in order (acks=all), then marks them sent.
+
+    At-least-once: a crash between publish and mark re-sends; consumers de-duplicate by event id.
+    On PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED so replicas can share the work.
+    """
+
+    def __init__(
+        self, db: Database, bus: Bus, metrics: ServiceMetrics, *, batch_size: int = 500, poll_seconds: float = 0.5
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        event.listen(db.session_class, "after_commit", self._after_commit)
+
+    def _after_commit(self, session: Any) -> None:
+        if session.info.pop(STAGED, False):
+            self._wake.set()
+
+    def detach(self) -> None:
+        event.remove(self.db.session_class, "after_commit", self._after_commit)
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                sent = await self.publish_pending()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker or database down: keep the rows, try again later
+                failures += 1
+                delay = min(0.2 * 2**failures, 5.0)
+                log.warning("outbox relay failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                continue
+            if sent < self.batch_size:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were sent."""
+        producer = await self.bus.producer()
+        async with self.db.sessions.begin() as session:
+            query = (
+                select(
+                    outbox_table.c.seq, outbox_table.c.aggregatetype, outbox_table.c.aggregateid, outbox_table.c.payload
+                )
+                .where(outbox_table.c.sent_at.is_(None))
+                .order_by(outbox_table.c.seq)
+                .limit(self.batch_size)
+            )
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            if rows:
+                await _publish(producer, rows, self.metrics)
+                await session.execute(
+                    update(outbox_table).where(outbox_table.c.seq.in_([r.seq for r in rows])).values(sent_at=utcnow())
+                )
+        await self._observe_backlog()
+        return len(rows)
+
+    async def _observe_backlog(self) -> None:
+        async with self.db.sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(outbox_table.c.created_at)).where(outbox_table.c.sent_at.is_(None))
+                )
+            ).one()
+        self.metrics.outbox_backlog.set(count)
+        if oldest is None:
+            self.metrics.outbox_oldest_age.set(0)
+        else:
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+            self.metrics.outbox_oldest_age.set((utcnow() - oldest).total_seconds())
+
+
+async def _publish(producer: AIOKafkaProducer, rows: list[Any], metrics: ServiceMetrics) -> None:
+    futures = []
+    for r in rows:
+        futures.append(await producer.send(r.aggregatetype, r.payload.encode(), key=r.aggregateid.encode() or None))
+    await asyncio.gather(*futures)
+    for r in rows:
+        metrics.outbox_published.labels(r.aggregatetype).inc()

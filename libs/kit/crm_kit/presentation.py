@@ -1,0 +1,25 @@
+"""How personal data and times are shown: masked numbers (PIPL), Asia/Shanghai times."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def mask_msisdn(msisdn: str | None) -> str | None:
+    """`13812345678` → `138****5678`."""
+    if not msisdn or len(msisdn) < 7:
+        return msisdn
+    return f"{msisdn[:3]}{'*' * (len(msisdn) - 7)}{msisdn[-4:]}"
+
+
+def mask_id_card(number: str | None) -> str | None:
+    """`110101199003071234` → `110101********1234`: region code and the last four only."""
+    if not number or len(number) < 10:
+        return number
+    return f"{number[:6]}{'*' * (len(number) - 10)}{number[-4:]}"
+
+
+def shanghai(moment: datetime | None) -> str | None:
+    """Stored in UTC, shown in China Standard Time with its offset."""
+    return moment.astimezone(SHANGHAI).isoformat() if moment else None

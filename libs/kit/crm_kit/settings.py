@@ -1,0 +1,59 @@
+"""Settings shared by every service; each service subclasses with its own env prefix.
+
+Only this module (and its subclasses) reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def find_contracts_dir(start: Path | None = None) -> Path:
+    """The repo's `contracts/` folder, looked up from the working directory and from this file."""
+    candidates = [start or Path.cwd(), Path(__file__).resolve()]
+    for base in candidates:
+        for folder in (base, *base.parents):
+            if (folder / "contracts" / "topics.yaml").is_file():
+                return folder / "contracts"
+    raise FileNotFoundError("contracts/topics.yaml not found; set CRM_<SERVICE>_CONTRACTS_DIR")
+
+
+class KafkaSettings(BaseSettings):
+    """The bus, shared by all services (`CRM_KAFKA_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_KAFKA_", extra="ignore")
+
+    bootstrap: str = "127.0.0.1:9092"
+    create_topics: bool = True
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 500
+    rebalance_timeout_ms: int = 1000
+    request_timeout_ms: int = 10000
+
+
+class AppSettings(BaseSettings):
+    """What every HTTP app has, the gateway included."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+class ServiceSettings(AppSettings):
+    """What every service has. Subclasses set `env_prefix` (e.g. `CRM_CUSTOMER_`)."""
+
+    database_url: str = "sqlite+aiosqlite:///var/crm.db"
+    auto_migrate: bool = True
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    contracts_dir: Path = Field(default_factory=find_contracts_dir)
+    outbox_batch_size: int = 500
+    outbox_poll_seconds: float = 0.5
+    consumer_max_attempts: int = 5
+    consumer_backoff_seconds: float = 0.2
+    consumer_batch_size: int = 500
+    query_timeout_seconds: float = 10.0

@@ -1,0 +1,147 @@
+"""Pytest fixtures for every suite: a real broker, a real database (SQLite file or PostgreSQL), real HTTP.
+
+Loaded with `pytest_plugins = ["crm_kit.testing"]` in the root conftest.
+`CRM_TEST_DATABASE_URL=postgresql+asyncpg://…` runs the same tests on PostgreSQL: each test gets
+fresh databases, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+import pytest_asyncio
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from crm_kit.broker import EmbeddedBroker, free_port
+from crm_kit.settings import KafkaSettings
+
+T = TypeVar("T")
+
+
+class TestEnvironment(BaseSettings):
+    """What the test run is pointed at (`CRM_TEST_*`)."""
+
+    __test__ = False
+    model_config = SettingsConfigDict(env_prefix="CRM_TEST_", extra="ignore")
+
+    database_url: str | None = None
+
+
+@pytest.fixture
+def broker() -> Iterator[EmbeddedBroker]:
+    """A fresh broker per test: no test sees another's topics, offsets or groups."""
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def kafka(broker: EmbeddedBroker) -> KafkaSettings:
+    """Bus settings for tests: short group timeouts so joins and restarts take about a second."""
+    return KafkaSettings(
+        bootstrap=broker.bootstrap,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=200,
+        rebalance_timeout_ms=500,
+        request_timeout_ms=5000,
+    )
+
+
+@pytest_asyncio.fixture
+async def database_url(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """A factory: `await database_url("customer")` → a URL of an empty database for this test."""
+    server = TestEnvironment().database_url
+    created: list[str] = []
+
+    async def make(name: str) -> str:
+        if not server:
+            return f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}"
+        db = f"crm_test_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+        await _admin(server, f'CREATE DATABASE "{db}"')
+        created.append(db)
+        return make_url(server).set(database=db).render_as_string(hide_password=False)
+
+    yield make
+    for db in created:
+        await _admin(server or "", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+async def _admin(server: str, sql: str) -> None:
+    url = make_url(server).set(drivername="postgresql")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Run an ASGI app on a real loopback port (with its lifespan); yields the base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped before it started")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, interval: float = 0.1) -> T:
+    """Poll until `probe` returns something truthy; fail with the last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 10.0) -> list[ConsumerRecord]:
+    """Everything on `topic` from the start (no consumer group), once at least `expect` records are there."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+            if len(records) >= expect and not batch:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def publish(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> None:
+    """Put raw (key, value) records on a topic, as another service's relay would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()

@@ -1,0 +1,20 @@
+"""billing-adapter app: the BOSS push API, its quarantine, and the outbox relay to billing.* topics."""
+
+from pathlib import Path
+
+from crm_kit.service import create_service_app
+from fastapi import FastAPI
+
+from crm_billing_adapter.api import router
+from crm_billing_adapter.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(
+        name="billing-adapter",
+        title="CRM billing adapter",
+        description="The only door from the operator's BOSS/billing system: validated, de-duplicated, published.",
+        settings=settings or Settings(),
+        migrations=Path(__file__).parent / "migrations",
+        routers=[router],
+    )

@@ -1,0 +1,26 @@
+"""What the adapter publishes: one billing.* CloudEvent per accepted BOSS record."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from crm_kit.events import CloudEvent, new_event
+
+SOURCE = "/crm/billing-adapter"
+BOSS_NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-4c1e-9a57-0b9c3d2e7f10")
+
+
+def event_id_for(source: str, boss_event_id: str) -> str:
+    """Deterministic: the same BOSS record always becomes the same event id, so consumers de-duplicate it."""
+    return str(uuid.uuid5(BOSS_NAMESPACE, f"{source}/{boss_event_id}"))
+
+
+def billing_event(source: str, event_type: str, data: dict[str, Any]) -> CloudEvent:
+    return new_event(
+        event_type,
+        source=f"{SOURCE}/{source}",
+        subject=data["customer_id"],
+        data=data,
+        event_id=event_id_for(source, data["boss_event_id"]),
+        time=datetime.fromisoformat(data["occurred_at"]),
+    )

@@ -1,0 +1,25 @@
+"""customer app: TMF629 reads, and the consumer that keeps customers and lines in step with the BOSS."""
+
+from pathlib import Path
+
+from crm_kit.events import load_contracts
+from crm_kit.service import create_service_app
+from fastapi import FastAPI
+
+from crm_customer import events
+from crm_customer.api import router
+from crm_customer.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    contracts = load_contracts(settings.contracts_dir.resolve())
+    return create_service_app(
+        name="customer",
+        title="CRM customer service",
+        description="Parties, accounts and lines (TMF629), fed by the BOSS's subscription events.",
+        settings=settings,
+        migrations=Path(__file__).parent / "migrations",
+        routers=[router],
+        subscriptions=[events.subscription(contracts, settings.consumer_group)],
+    )

@@ -1,0 +1,133 @@
+"""Customer rules: how BOSS subscription events shape customers, accounts and lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from crm_kit.db import utcnow
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_customer.models import BillingAccount, Customer, Subscription
+
+LINE_STATUS_AFTER = {
+    "billing.subscription.activated.v1": "active",
+    "billing.subscription.resumed.v1": "active",
+    "billing.subscription.suspended.v1": "suspended",
+    "billing.subscription.terminated.v1": "terminated",
+    "billing.subscription.ported_out.v1": "ported_out",
+}
+ENDED = ("terminated", "ported_out")
+
+
+@dataclass
+class LineCounts:
+    active: int
+    suspended: int
+    total: int
+
+
+@dataclass
+class Change:
+    customer: Customer
+    lines: LineCounts
+    created: bool
+    profile_changed: bool
+
+
+def customer_status(lines: LineCounts) -> str:
+    """active: a line in service; suspended: lines exist but all are suspended (停机); inactive: none open."""
+    if lines.active:
+        return "active"
+    if lines.suspended:
+        return "suspended"
+    return "inactive"
+
+
+async def count_lines(session: AsyncSession, customer_id: str) -> LineCounts:
+    rows = dict(
+        (
+            await session.execute(
+                select(Subscription.status, func.count())
+                .where(Subscription.customer_id == customer_id)
+                .group_by(Subscription.status)
+            )
+        ).all()
+    )
+    return LineCounts(active=rows.get("active", 0), suspended=rows.get("suspended", 0), total=sum(rows.values()))
+
+
+async def apply_subscription_event(session: AsyncSession, event_type: str, data: dict[str, Any]) -> Change:
+    """Apply one billing.subscription.* event. Stale events (older than the line's last one) change nothing."""
+    now = utcnow()
+    occurred = datetime.fromisoformat(data["occurred_at"])
+    customer = await session.get(Customer, data["customer_id"])
+    created = customer is None
+    if customer is None:
+        customer = Customer(id=data["customer_id"], status="inactive", created_at=now, updated_at=now)
+        session.add(customer)
+    before = (customer.name, customer.customer_type, customer.region, customer.status)
+    lines_before = await count_lines(session, customer.id) if not created else LineCounts(0, 0, 0)
+
+    party = data.get("customer")
+    if party:
+        customer.name = party["name"]
+        customer.customer_type = party["type"]
+        customer.region = party["region"]
+        customer.id_card_no = party.get("id_card_no", customer.id_card_no)
+
+    if await session.get(BillingAccount, data["account_id"]) is None:
+        session.add(BillingAccount(id=data["account_id"], customer_id=customer.id, created_at=now))
+        await session.flush()
+
+    line = await session.get(Subscription, data["subscription_id"])
+    if line is None:
+        line = Subscription(
+            id=data["subscription_id"],
+            customer_id=customer.id,
+            account_id=data["account_id"],
+            msisdn=data["msisdn"],
+            status="active",
+            last_event_at=occurred,
+            updated_at=now,
+        )
+        session.add(line)
+    elif occurred < line.last_event_at:
+        return Change(customer, lines_before, created, profile_changed=False)
+    _apply_to_line(line, event_type, data, occurred)
+    line.updated_at = now
+    await session.flush()
+
+    lines = await count_lines(session, customer.id)
+    customer.status = customer_status(lines)
+    after = (customer.name, customer.customer_type, customer.region, customer.status)
+    changed = created or before != after or lines != lines_before
+    if changed:
+        customer.updated_at = now
+    return Change(customer, lines, created, profile_changed=changed)
+
+
+def _apply_to_line(line: Subscription, event_type: str, data: dict[str, Any], occurred: datetime) -> None:
+    line.msisdn = data["msisdn"]
+    line.account_id = data["account_id"]
+    line.last_event_at = occurred
+    if "plan" in data:
+        line.plan_code = data["plan"]["code"]
+        line.plan_name = data["plan"]["name"]
+        line.monthly_fee_fen = data["plan"]["monthly_fee_fen"]
+    if event_type == "billing.subscription.activated.v1":
+        line.activated_at = occurred
+        line.ended_at = None
+        line.payment_mode = data["payment_mode"]
+        line.dealer_code = data.get("dealer_code")
+        if data.get("contract_end"):
+            line.contract_end = date.fromisoformat(data["contract_end"])
+    new_status = LINE_STATUS_AFTER.get(event_type)
+    if new_status:
+        line.status = new_status
+        line.status_reason = data.get("reason")
+        if new_status in ENDED:
+            line.ended_at = occurred
+            line.recipient_operator = data.get("recipient_operator")

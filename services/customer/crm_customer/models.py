@@ -1,0 +1,60 @@
+"""Tables the customer service owns: customers, billing accounts and subscriptions (lines)."""
+
+from datetime import date, datetime
+
+from crm_kit.db import NAMING, UtcDateTime
+from sqlalchemy import Date, ForeignKey, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    """A party that holds lines with the operator (客户): a person or an organisation."""
+
+    __tablename__ = "customer"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    customer_type: Mapped[str | None] = mapped_column(String(16))
+    id_card_no: Mapped[str | None] = mapped_column(String(18), index=True)
+    region: Mapped[str | None] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class BillingAccount(Base):
+    """The account a customer's lines are billed to (账户)."""
+
+    __tablename__ = "billing_account"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Subscription(Base):
+    """A line (用户/号码): an MSISDN on a plan, as last reported by the BOSS."""
+
+    __tablename__ = "subscription"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("billing_account.id"), index=True)
+    msisdn: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str | None] = mapped_column(String(32))
+    plan_code: Mapped[str | None] = mapped_column(String(32))
+    plan_name: Mapped[str | None] = mapped_column(String(100))
+    monthly_fee_fen: Mapped[int | None] = mapped_column(Integer)
+    payment_mode: Mapped[str | None] = mapped_column(String(16))
+    activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    contract_end: Mapped[date | None] = mapped_column(Date)
+    dealer_code: Mapped[str | None] = mapped_column(String(32))
+    recipient_operator: Mapped[str | None] = mapped_column(String(32))
+    last_event_at: Mapped[datetime] = mapped_column(UtcDateTime, doc="occurred_at of the last applied BOSS event")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,0 +1,11 @@
+"""customer service settings (`CRM_CUSTOMER_*`)."""
+
+from crm_kit.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_CUSTOMER_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///var/customer.db"
+    consumer_group: str = "customer"

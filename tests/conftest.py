@@ -1,0 +1,48 @@
+"""The running system for the journeys: broker, billing-adapter, customer and gateway on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest_asyncio
+
+from crm_billing_adapter.app import create_app as billing_adapter_app
+from crm_billing_adapter.settings import Settings as BillingAdapterSettings
+from crm_customer.app import create_app as customer_app
+from crm_customer.settings import Settings as CustomerSettings
+from crm_gateway.app import create_app as gateway_app
+from crm_gateway.settings import Settings as GatewaySettings
+from crm_kit.broker import free_port
+from crm_kit.settings import KafkaSettings
+from crm_kit.testing import serve
+
+
+@dataclass
+class System:
+    gateway: httpx.AsyncClient
+    customer_settings: CustomerSettings
+    customer_port: int
+    stack: contextlib.AsyncExitStack
+
+    @contextlib.asynccontextmanager
+    async def customer_service(self) -> AsyncIterator[str]:
+        """Start (or restart) the customer service on its port, on the same database."""
+        async with serve(customer_app(self.customer_settings), self.customer_port) as url:
+            yield url
+
+
+@pytest_asyncio.fixture
+async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[str]]) -> AsyncIterator[System]:
+    customer_port = free_port()
+    customer_settings = CustomerSettings(database_url=await database_url("customer"), kafka=kafka, log_json=False)
+    adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), kafka=kafka, log_json=False)
+    async with contextlib.AsyncExitStack() as stack:
+        adapter_url = await stack.enter_async_context(serve(billing_adapter_app(adapter)))
+        gateway_url = await stack.enter_async_context(serve(gateway_app(GatewaySettings(
+            customer_url=f"http://127.0.0.1:{customer_port}", billing_adapter_url=adapter_url, log_json=False,
+        ))))
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=15))
+        yield System(client, customer_settings, customer_port, stack)
