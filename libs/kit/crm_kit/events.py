@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,6 +112,10 @@ def _field(path: Any) -> str:
     return out
 
 
+def _matches_any(patterns: dict[str, Any], name: str) -> bool:
+    return any(re.search(p, name) for p in patterns)
+
+
 @dataclass
 class Contracts:
     """Schemas by event type and the topic list, loaded once from a contracts folder."""
@@ -150,6 +155,12 @@ class Contracts:
                 missing = e.message.split("'")[1] if "'" in e.message else ""
                 where = f"{where}.{missing}" if where else missing
                 out.append(Violation(where, "is required"))
+            elif e.validator == "additionalProperties" and isinstance(e.instance, dict):
+                # Name the unexpected field itself, not the object that holds it.
+                allowed = e.schema.get("properties", {})
+                patterns = e.schema.get("patternProperties", {})
+                for name in sorted(k for k in e.instance if k not in allowed and not _matches_any(patterns, k)):
+                    out.append(Violation(f"{where}.{name}" if where else name, "is not allowed"))
             else:
                 out.append(Violation(where, e.message))
         return out

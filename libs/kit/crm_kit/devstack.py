@@ -1,0 +1,220 @@
+"""`crm-dev`: the developer's commands. `crm-dev run` is what `make run` starts.
+
+It starts the embedded broker, every service and the gateway on loopback with SQLite files
+under `var/`, waits until all are ready, loads the demo population through the gateway, prints
+the URLs, and on Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import typer
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crm_kit.broker import EmbeddedBroker, port_open
+from crm_kit.simulator import Population, records
+
+cli = typer.Typer(help="Telecom CRM developer commands.", no_args_is_help=True, add_completion=False)
+
+
+class DevStackSettings(BaseSettings):
+    """Ports and places for the local stack (`CRM_DEV_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_DEV_", extra="ignore")
+
+    var_dir: Path = Path("var")
+    kafka_port: int = 9092
+    gateway_port: int = 8000
+    customer_port: int = 8001
+    billing_adapter_port: int = 8002
+    demo_customers: int = 200
+    ready_timeout_seconds: float = 90.0
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    factory: str
+    port: int
+    env: dict[str, str]
+
+
+def stack(s: DevStackSettings) -> list[App]:
+    var = s.var_dir.resolve()
+
+    def sqlite(name: str) -> str:
+        return f"sqlite+aiosqlite:///{var / f'{name}.db'}"
+
+    return [
+        App(
+            "customer",
+            "crm_customer.app:create_app",
+            s.customer_port,
+            {"CRM_CUSTOMER_DATABASE_URL": sqlite("customer")},
+        ),
+        App(
+            "billing-adapter",
+            "crm_billing_adapter.app:create_app",
+            s.billing_adapter_port,
+            {"CRM_BILLING_ADAPTER_DATABASE_URL": sqlite("billing-adapter")},
+        ),
+        App(
+            "gateway",
+            "crm_gateway.app:create_app",
+            s.gateway_port,
+            {
+                "CRM_GATEWAY_CUSTOMER_URL": f"http://127.0.0.1:{s.customer_port}",
+                "CRM_GATEWAY_BILLING_ADAPTER_URL": f"http://127.0.0.1:{s.billing_adapter_port}",
+            },
+        ),
+    ]
+
+
+def _spawn(app: App, bootstrap: str, logs: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": bootstrap, **app.env}
+    log = (logs / f"{app.name}.log").open("ab")
+    return subprocess.Popen(  # noqa: S603 - our own interpreter running uvicorn
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app.factory,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(app.port),
+            "--no-access-log",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(apps: list[App], procs: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {a.name: a for a in apps}
+    while pending:
+        for name, app in list(pending.items()):
+            if procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with code {procs[name].returncode}; see var/log/{name}.log")
+            try:
+                if httpx.get(f"http://127.0.0.1:{app.port}/health/ready", timeout=2).status_code == 200:
+                    del pending[name]
+                    typer.echo(f"  ✓ {name} ready on http://127.0.0.1:{app.port}")
+            except httpx.HTTPError:
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+        time.sleep(0.3)
+
+
+def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for p in procs.values():
+        try:
+            p.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def load_demo(gateway: str, customers: int, batch: int = 1000) -> tuple[int, int]:
+    """Push the simulated population through the gateway; returns (accepted, duplicates)."""
+    accepted = duplicates = 0
+    pending = list(records(Population(customers=customers)))
+    with httpx.Client(base_url=gateway, timeout=60) as client:
+        for start in range(0, len(pending), batch):
+            r = client.post("/boss/v1/events", json={"records": pending[start : start + batch]})
+            r.raise_for_status()
+            accepted += r.json()["accepted"]
+            duplicates += r.json()["duplicates"]
+    return accepted, duplicates
+
+
+@cli.command()
+def run(demo: bool = typer.Option(True, help="Load the demo population through the gateway")) -> None:
+    """Start broker, services and gateway on loopback; Ctrl-C stops them all."""
+    s = DevStackSettings()
+    logs = s.var_dir / "log"
+    logs.mkdir(parents=True, exist_ok=True)
+    busy = [
+        p for p in (s.kafka_port, s.gateway_port, s.customer_port, s.billing_adapter_port) if port_open("127.0.0.1", p)
+    ]
+    if busy:
+        typer.echo(f"Ports already in use: {busy}. Is another `make run` going? Set CRM_DEV_*_PORT to move.", err=True)
+        raise typer.Exit(1)
+    broker = EmbeddedBroker(port=s.kafka_port).start()
+    typer.echo(f"  ✓ broker (Tansu, in memory) on {broker.bootstrap}")
+    apps = stack(s)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for app in apps:
+            procs[app.name] = _spawn(app, broker.bootstrap, logs)
+        _wait_ready(apps, procs, s.ready_timeout_seconds)
+        gateway = f"http://127.0.0.1:{s.gateway_port}"
+        if demo:
+            accepted, duplicates = load_demo(gateway, s.demo_customers)
+            typer.echo(
+                f"  ✓ demo population: {s.demo_customers} customers, {accepted} BOSS events accepted, "
+                f"{duplicates} already loaded"
+            )
+        typer.echo(
+            f"\nTelecom CRM is up.\n"
+            f"  gateway        {gateway}   (API docs: {gateway}/docs)\n"
+            f"  customers      {gateway}/tmf-api/customerManagement/v4/customer?limit=10\n"
+            f"  BOSS push      POST {gateway}/boss/v1/events\n"
+            f"  quarantine     {gateway}/boss/v1/quarantine\n"
+            f"  customer svc   http://127.0.0.1:{s.customer_port}/docs\n"
+            f"  billing svc    http://127.0.0.1:{s.billing_adapter_port}/docs\n"
+            f"  metrics        http://127.0.0.1:<port>/metrics    logs: {logs}/\n"
+            f"  credentials    none yet: authentication arrives with the gateway's auth work\n"
+            f"Ctrl-C stops everything."
+        )
+        while not stopping:
+            for name, p in procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {p.returncode}; see {logs}/{name}.log")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping…")
+    except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
+        typer.echo(f"\n{exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        _stop(procs)
+        broker.stop()
+        typer.echo("stopped: broker, " + ", ".join(procs))
+
+
+@cli.command()
+def demo(gateway: str = "http://127.0.0.1:8000", customers: int = 200) -> None:
+    """Push the demo population to a running gateway (idempotent)."""
+    accepted, duplicates = load_demo(gateway, customers)
+    typer.echo(f"{accepted} accepted, {duplicates} duplicates")
+
+
+def main() -> None:
+    cli()
