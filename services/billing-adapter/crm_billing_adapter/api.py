@@ -2,8 +2,6 @@
 
 from typing import Annotated
 
-from crm_kit.errors import MalformedBody, NotFound, PayloadTooLarge, problem
-from crm_kit.service import DbSession, RuntimeDep
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
@@ -12,6 +10,8 @@ from crm_billing_adapter import domain
 from crm_billing_adapter.models import QuarantinedRecord
 from crm_billing_adapter.schemas import BatchReceipt, BossBatch, QuarantineEntry, RecordOutcome
 from crm_billing_adapter.settings import Settings
+from crm_kit.errors import InvalidInput, MalformedBody, NotFound, PayloadTooLarge, problem
+from crm_kit.service import DbSession, RuntimeDep
 
 router = APIRouter(prefix="/boss/v1", tags=["BOSS feed"])
 
@@ -56,14 +56,18 @@ async def push_events(
 ) -> JSONResponse:
     settings: Settings = rt.settings  # type: ignore[assignment]
     source = x_boss_source or settings.source_name
+    domain.media_type(content_type)  # 415 before reading anything
     body = await request.body()
     try:
-        records = domain.parse_records(
-            domain.decompress(body, content_encoding, settings.max_decompressed_bytes), content_type
-        )
-    except MalformedBody as exc:
+        body = domain.decompress(body, content_encoding, settings.max_decompressed_bytes)
+        records = domain.parse_records(body, content_type)
+    except (MalformedBody, InvalidInput) as exc:
+        # Nothing the BOSS handed over is dropped: a body that cannot be read as a batch is kept whole
+        # (inflated, when it was gzip that could be inflated).
         qid = domain.quarantine_unparsable_body(session, source, body, exc.detail)
-        return problem(exc.status, exc.slug, exc.title, exc.detail, request.url.path, quarantine_id=qid)
+        return problem(
+            exc.status, exc.slug, exc.title, exc.detail, request.url.path, field=exc.field, quarantine_id=qid
+        )
     if len(records) > settings.max_batch_records:
         raise PayloadTooLarge(
             f"Batch of {len(records)} records exceeds the limit of {settings.max_batch_records}; split it",

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from crm_kit.service import create_service_app
 from fastapi import FastAPI
 
 from crm_billing_adapter.api import router
 from crm_billing_adapter.settings import Settings
+from crm_kit.service import create_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

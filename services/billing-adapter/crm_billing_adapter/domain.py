@@ -15,20 +15,22 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_billing_adapter.events import billing_event, event_id_for, occurred_at
+from crm_billing_adapter.models import IngestedRecord, QuarantinedRecord
 from crm_kit.db import insert_ignoring_duplicates, utcnow
 from crm_kit.errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from crm_kit.events import Contracts, topic_of
 from crm_kit.outbox import stage
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_billing_adapter.events import billing_event, event_id_for
-from crm_billing_adapter.models import IngestedRecord, QuarantinedRecord
-
-BOSS_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+BOSS_EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # whole string (fullmatch): no trailing newline
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+CHARSETS = ("utf-8", "utf8")
 MAX_REASON = 2000
+MAX_FIELD = 256  # quarantine.field is VARCHAR(256)
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
@@ -71,6 +73,12 @@ class Rejected:
     boss_event_id: str | None = None
     event_type: str | None = None
 
+    def __post_init__(self) -> None:
+        # What the BOSS sent may hold anything; what is stored and answered must be storable text.
+        self.reason = storable(self.reason, MAX_REASON)
+        self.field = storable(self.field, MAX_FIELD) if self.field is not None else None
+        self.raw = storable(self.raw)
+
 
 @dataclass
 class BatchResult:
@@ -81,51 +89,102 @@ class BatchResult:
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """gzip bodies are inflated with a ceiling, so a small bomb cannot fill memory."""
-    if not encoding or encoding.lower() == "identity":
+    """gzip bodies are inflated with a ceiling, so a small bomb cannot fill memory.
+
+    Every member of a multi-member gzip is read (`cat a.gz b.gz` is a valid gzip file), and a stream
+    that stops before its end is refused rather than read in part.
+    """
+    if not encoding or encoding.strip().lower() == "identity":
         return body
-    if encoding.lower() != "gzip":
+    if encoding.strip().lower() not in ("gzip", "x-gzip"):
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding!r} is not supported; use gzip or none", field="Content-Encoding"
         )
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise MalformedBody(f"Body is not valid gzip: {exc}") from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"Body inflates beyond {limit} bytes")
-    return out
+    out = bytearray()
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise MalformedBody(f"Body is not valid gzip: {exc}", field="body") from exc
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"Body inflates beyond {limit} bytes", field="body")
+        if not inflater.eof:
+            raise MalformedBody("Body is not valid gzip: the stream ends before its end marker", field="body")
+        rest = inflater.unused_data
+        if not rest.strip(b"\x00"):  # trailing zero padding after the last member is tolerated, as gzip does
+            return bytes(out)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _loads(text: str | bytes) -> Any:
     # Money is integer fen; parsing decimals as Decimal makes 129.0 fail the contract's "integer".
-    return json.loads(text, parse_float=Decimal)
+    return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
 
 
-def parse_records(body: bytes, content_type: str) -> list[Any]:
-    """The records of a push: `{"records": [...]}` or a JSON array, or NDJSON (one record a line)."""
-    media = content_type.split(";")[0].strip().lower()
+# What a JSON text can fail with in Python besides JSONDecodeError: an undecodable byte, a number of
+# more than 4300 digits (ValueError), nesting deeper than the interpreter's recursion limit.
+UNREADABLE = (ValueError, RecursionError)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)
+
+
+def media_type(content_type: str | None) -> str:
+    """`json` or `ndjson` from a Content-Type; 415 for anything else, or for a charset other than UTF-8."""
+    media, *params = (content_type or "application/json").split(";")
+    media = media.strip().lower()
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in CHARSETS:
+            raise UnsupportedMediaType(f"charset {value.strip()!r} is not supported; send UTF-8", field="Content-Type")
     if media in NDJSON_TYPES:
+        return "ndjson"
+    if media in JSON_TYPES or not media:
+        return "json"
+    raise UnsupportedMediaType(
+        f"Content-Type {media!r} is not supported; use application/json or application/x-ndjson",
+        field="Content-Type",
+    )
+
+
+def parse_records(body: bytes, content_type: str | None) -> list[Any]:
+    """The records of a push: `{"records": [...]}` or a JSON array, or NDJSON (one record a line).
+
+    NDJSON lines end at "\\n" only (U+2028 and friends are ordinary characters inside a JSON string);
+    a line that is not UTF-8 or not JSON becomes an `Unparsed` record, quarantined on its own.
+    """
+    if media_type(content_type) == "ndjson":
         records: list[Any] = []
-        for n, line in enumerate(body.decode("utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
+        for n, chunk in enumerate(body.split(b"\n"), start=1):
+            chunk = chunk.removesuffix(b"\r")
+            if n == 1:
+                chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
+            if not chunk.strip():
+                continue
+            try:
+                line = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                records.append(Unparsed(_text(chunk), f"line {n} is not UTF-8: {exc.reason} at byte {exc.start}"))
                 continue
             try:
                 records.append(_loads(line))
-            except json.JSONDecodeError as exc:
-                records.append(Unparsed(line, f"line {n} is not valid JSON: {exc.msg} at column {exc.colno}"))
+            except UNREADABLE as exc:
+                records.append(Unparsed(line, f"line {n} is not valid JSON: {_why(exc)}"))
         return records
-    if media not in JSON_TYPES and media:
-        raise UnsupportedMediaType(
-            f"Content-Type {media!r} is not supported; use application/json or application/x-ndjson",
-            field="Content-Type",
-        )
     try:
         doc = _loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise MalformedBody(f"Body is not valid JSON{where}: {getattr(exc, 'msg', exc)}") from exc
+    except UNREADABLE as exc:
+        raise MalformedBody(f"Body is not valid JSON: {_why(exc)}", field="body") from exc
     if isinstance(doc, dict) and isinstance(doc.get("records"), list):
         return list(doc["records"])
     if isinstance(doc, list):
@@ -133,8 +192,68 @@ def parse_records(body: bytes, content_type: str) -> list[Any]:
     raise InvalidInput('Body must be {"records": [...]} or a JSON array of records', field="records")
 
 
-def _raw(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+def _raw(value: Any, *, sort_keys: bool = False) -> str:
+    """A parsed record back as JSON text, numbers as they were written (129.0 stays 129.0, not "129.0")."""
+    numbers: list[Decimal] = []
+    token = uuid.uuid4().hex
+
+    def mark(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            numbers.append(v)
+            return f"{token}:{len(numbers) - 1}"
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [mark(x) for x in v]
+        return v
+
+    marked = mark(value)
+    text = json.dumps(marked, ensure_ascii=False, sort_keys=sort_keys)
+    if not _is_text(text):  # an unpaired surrogate: keep it, escaped, so the text can be stored
+        text = json.dumps(marked, ensure_ascii=True, sort_keys=sort_keys)
+    if numbers:
+        text = re.sub(f'"{token}:([0-9]+)"', lambda m: str(numbers[int(m.group(1))]), text)
+    return text
+
+
+def _is_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(body: bytes) -> str:
+    """Bytes that may not be UTF-8, as text that keeps every byte visible."""
+    return body.decode("utf-8", errors="backslashreplace")
+
+
+def storable(s: str, limit: int | None = None) -> str:
+    """Text any database takes: no NUL (PostgreSQL refuses it), no unpaired surrogate, bounded."""
+    s = s.replace("\x00", "\\u0000")
+    if not _is_text(s):
+        s = s.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return s[:limit] if limit is not None else s
+
+
+def _not_text(value: Any, at: str) -> str | None:
+    """Where the first string (or key) holding an unpaired surrogate is, if any: that is not Unicode text."""
+    if isinstance(value, str):
+        return None if _is_text(value) else at
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not _is_text(k):
+                return at
+            found = _not_text(v, f"{at}.{k}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _not_text(v, f"{at}[{i}]")
+            if found:
+                return found
+    return None
 
 
 def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Rejected:
@@ -146,7 +265,7 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
     if not isinstance(value, dict):
         return Rejected(index, "record must be a JSON object", at, raw)
     boss_id = value.get("event_id")
-    if not isinstance(boss_id, str) or not BOSS_EVENT_ID.match(boss_id):
+    if not isinstance(boss_id, str) or not BOSS_EVENT_ID.fullmatch(boss_id):
         return Rejected(index, "event_id is required: 1-64 characters of A-Z a-z 0-9 . _ : -", f"{at}.event_id", raw)
     kind = value.get("event_type")
     event_type = f"billing.{kind}.v1" if isinstance(kind, str) else None
@@ -160,6 +279,16 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
     data = value.get("data")
     if not isinstance(data, dict):
         return Rejected(index, "data is required and must be an object", f"{at}.data", raw, boss_id, event_type)
+    bad_text = _not_text(data, f"{at}.data")
+    if bad_text:
+        return Rejected(
+            index,
+            "data holds a string that is not valid Unicode text (an unpaired surrogate)",
+            bad_text,
+            raw,
+            boss_id,
+            event_type,
+        )
     data = {**data, "boss_event_id": boss_id}
     violations = contracts.violations(event_type, data)
     if violations:
@@ -168,7 +297,11 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
         return Rejected(
             index, reason[:MAX_REASON], f"{at}.data.{first}" if first else f"{at}.data", raw, boss_id, event_type
         )
-    digest = hashlib.sha256(_raw({"event_type": kind, "data": data}).encode()).hexdigest()
+    try:
+        occurred_at(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        return Rejected(index, f"data.occurred_at: {exc}", f"{at}.data.occurred_at", raw, boss_id, event_type)
+    digest = hashlib.sha256(_raw({"event_type": kind, "data": data}, sort_keys=True).encode()).hexdigest()
     return Checked(index, boss_id, event_type, data, digest)
 
 
@@ -194,17 +327,18 @@ async def ingest(session: AsyncSession, contracts: Contracts, source: str, recor
     """Check, de-duplicate and stage a batch in the caller's transaction."""
     result = BatchResult()
     checked: list[Checked] = []
+    repeats: list[Checked] = []
     outcomes: dict[int, Outcome] = {}
-    seen_in_batch: dict[str, str] = {}
+    first_in_batch: dict[str, Checked] = {}
     for i, value in enumerate(records):
         c = check_record(contracts, i, value)
         if isinstance(c, Rejected):
             outcomes[i] = Outcome(i, "rejected", c.boss_event_id, c.reason, c.field, quarantine(session, source, c))
             continue
-        if c.boss_event_id in seen_in_batch:
-            outcomes[i] = _repeat(session, source, c, seen_in_batch[c.boss_event_id], value)
+        if c.boss_event_id in first_in_batch:
+            repeats.append(c)
             continue
-        seen_in_batch[c.boss_event_id] = c.digest
+        first_in_batch[c.boss_event_id] = c
         checked.append(c)
 
     fresh = await _claim(session, source, checked)
@@ -216,6 +350,12 @@ async def ingest(session: AsyncSession, contracts: Contracts, source: str, recor
             events.append(billing_event(source, c.event_type, c.data))
         else:
             outcomes[c.index] = _repeat(session, source, c, known.get(c.boss_event_id, ""), records[c.index])
+    for c in repeats:
+        # A repeat within the batch is what its first copy turned out to be: a duplicate of an accepted
+        # record, or (when the first copy conflicts with what was accepted before) a conflict too.
+        first = first_in_batch[c.boss_event_id]
+        first_digest = first.digest if outcomes[first.index].status != "rejected" else ""
+        outcomes[c.index] = _repeat(session, source, c, first_digest, records[c.index])
     await stage(session, contracts, events)
     await session.flush()
     result.outcomes = [outcomes[i] for i in range(len(records))]
@@ -271,5 +411,4 @@ async def _digests(session: AsyncSession, source: str, ids: list[str]) -> dict[s
 
 def quarantine_unparsable_body(session: AsyncSession, source: str, body: bytes, reason: str) -> str:
     """A push whose body cannot be read at all is still kept, whole, with the reason."""
-    text = body.decode("utf-8", errors="replace")
-    return quarantine(session, source, Rejected(-1, reason, "body", text))
+    return quarantine(session, source, Rejected(-1, reason, "body", _text(body)))

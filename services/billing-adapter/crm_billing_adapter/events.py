@@ -15,6 +15,18 @@ def event_id_for(source: str, boss_event_id: str) -> str:
     return str(uuid.uuid5(BOSS_NAMESPACE, f"{source}/{boss_event_id}"))
 
 
+def occurred_at(data: dict[str, Any]) -> datetime:
+    """When the change took effect. The contracts allow RFC 3339's lower-case `t`/`z`, which Python 3.11's
+    `fromisoformat` refuses; the upper-case spelling means the same instant."""
+    value = data["occurred_at"]
+    if not isinstance(value, str):
+        raise TypeError("occurred_at must be a string")
+    when = datetime.fromisoformat(value.upper())
+    if when.tzinfo is None:
+        raise ValueError("occurred_at has no zone offset")
+    return when
+
+
 def billing_event(source: str, event_type: str, data: dict[str, Any]) -> CloudEvent:
     return new_event(
         event_type,
@@ -22,5 +34,5 @@ def billing_event(source: str, event_type: str, data: dict[str, Any]) -> CloudEv
         subject=data["customer_id"],
         data=data,
         event_id=event_id_for(source, data["boss_event_id"]),
-        time=datetime.fromisoformat(data["occurred_at"]),
+        time=occurred_at(data),
     )

@@ -1,7 +1,8 @@
 """billing-adapter settings (`CRM_BILLING_ADAPTER_*`)."""
 
-from crm_kit.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from crm_kit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
