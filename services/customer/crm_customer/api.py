@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any
 
-from crm_kit.errors import InvalidInput, NotFound
-from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai
-from crm_kit.service import DbSession
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.models import BillingAccount, Customer, Subscription
 from crm_customer.schemas import TmfCustomer
+from crm_kit.errors import InvalidInput, NotFound
+from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai
+from crm_kit.service import DbSession
 
 BASE = "/tmf-api/customerManagement/v4"
 router = APIRouter(prefix=BASE, tags=["TMF629 Customer"])
@@ -109,41 +110,58 @@ def select_fields(resource: dict[str, Any], fields: set[str] | None) -> dict[str
     return {k: v for k, v in resource.items() if k in fields or k in ALWAYS}
 
 
-async def _resources(session: AsyncSession, customers: list[Customer]) -> list[dict[str, Any]]:
-    ids = [c.id for c in customers]
-    accounts = (
-        await session.scalars(
-            select(BillingAccount).where(BillingAccount.customer_id.in_(ids)).order_by(BillingAccount.id)
-        )
-    ).all()
-    lines = (
-        await session.scalars(
-            select(Subscription)
-            .where(Subscription.customer_id.in_(ids))
-            .order_by(Subscription.activated_at, Subscription.id)
-        )
-    ).all()
-    return [
-        customer_resource(
-            c, [a for a in accounts if a.customer_id == c.id], [line for line in lines if line.customer_id == c.id]
-        )
-        for c in customers
-    ]
+@dataclass
+class CustomerView:
+    customer: Customer
+    accounts: list[BillingAccount] = field(default_factory=list)
+    lines: list[Subscription] = field(default_factory=list)
 
 
-async def load_customer(customer_id: str, session: DbSession) -> Customer:
-    customer = await session.get(Customer, customer_id)
-    if customer is None:
+async def load_views(session: AsyncSession, ids: Select[tuple[str]]) -> list[CustomerView]:
+    """The customers whose ids `ids` selects, with their lines, in id order.
+
+    Customers and lines come from ONE statement: each statement sees one committed state, so a customer's
+    status always agrees with the lines shown beside it (separate SELECTs could each see a different commit
+    of the consumer). Accounts are only ever added, each with its first line, so reading them afterwards
+    still finds every account the lines name.
+    """
+    rows = (
+        await session.execute(
+            select(Customer, Subscription)
+            .outerjoin(Subscription, Subscription.customer_id == Customer.id)
+            .where(Customer.id.in_(ids))
+            .order_by(Customer.id, Subscription.activated_at.asc().nulls_last(), Subscription.id)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    views: dict[str, CustomerView] = {}
+    for customer, line in rows:
+        view = views.setdefault(customer.id, CustomerView(customer))
+        if line is not None:
+            view.lines.append(line)
+    if views:
+        accounts = await session.scalars(
+            select(BillingAccount).where(BillingAccount.customer_id.in_(list(views))).order_by(BillingAccount.id)
+        )
+        for account in accounts:
+            views[account.customer_id].accounts.append(account)
+    return list(views.values())
+
+
+def resource(view: CustomerView) -> dict[str, Any]:
+    return customer_resource(view.customer, view.accounts, view.lines)
+
+
+async def load_customer(customer_id: str, session: DbSession) -> CustomerView:
+    found = await load_views(session, select(Customer.id).where(Customer.id == customer_id))
+    if not found:
         raise NotFound(f"No customer {customer_id}", field="id")
-    return customer
+    return found[0]
 
 
 @router.get("/customer/{customer_id}", summary="Retrieve a customer", response_model=TmfCustomer, responses={404: {}})
-async def retrieve_customer(
-    customer: Annotated[Customer, Depends(load_customer)], session: DbSession, fields: Fields
-) -> JSONResponse:
-    resource = (await _resources(session, [customer]))[0]
-    return JSONResponse(select_fields(resource, fields))
+async def retrieve_customer(customer: Annotated[CustomerView, Depends(load_customer)], fields: Fields) -> JSONResponse:
+    return JSONResponse(select_fields(resource(customer), fields))
 
 
 @router.get("/customer", summary="List customers", response_model=list[TmfCustomer])
@@ -154,18 +172,21 @@ async def list_customers(
     fields: Fields,
     status: Annotated[str | None, Query(pattern="^(active|suspended|inactive)$")] = None,
     region: Annotated[str | None, Query(max_length=16)] = None,
-    name: Annotated[str | None, Query(max_length=200, description="Prefix of the customer's name")] = None,
+    name: Annotated[
+        str | None, Query(max_length=200, description="Prefix of the customer's name, ignoring letter case")
+    ] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
-    query = select(Customer)
+    query = select(Customer.id)
     if status:
         query = query.where(Customer.status == status)
     if region:
         query = query.where(Customer.region == region)
     if name:
-        query = query.where(Customer.name.startswith(name, autoescape=True))
+        # LIKE is case-insensitive on SQLite and case-sensitive on PostgreSQL: say which, the same everywhere
+        query = query.where(Customer.name.istartswith(name, autoescape=True))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    customers = list((await session.scalars(query.order_by(Customer.id).offset(offset).limit(limit))).all())
-    items = [select_fields(r, fields) for r in await _resources(session, customers)]
+    page = await load_views(session, query.order_by(Customer.id).offset(offset).limit(limit))
+    items = [select_fields(resource(view), fields) for view in page]
     return JSONResponse(items, headers={"X-Total-Count": str(total), "X-Result-Count": str(len(items))})

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from crm_kit.events import load_contracts
-from crm_kit.service import create_service_app
 from fastapi import FastAPI
 
 from crm_customer import events
 from crm_customer.api import router
 from crm_customer.settings import Settings
+from crm_kit.events import load_contracts
+from crm_kit.service import create_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

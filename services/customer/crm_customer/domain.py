@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from crm_kit.db import utcnow
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.models import BillingAccount, Customer, Subscription
+from crm_kit.db import utcnow
 
 LINE_STATUS_AFTER = {
     "billing.subscription.activated.v1": "active",
@@ -59,10 +59,24 @@ async def count_lines(session: AsyncSession, customer_id: str) -> LineCounts:
     return LineCounts(active=rows.get("active", 0), suspended=rows.get("suspended", 0), total=sum(rows.values()))
 
 
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time as the contracts allow it (`T`/`t`, `Z`/`z`); `fromisoformat` rejects the lower-case `z`."""
+    return datetime.fromisoformat(value.upper())
+
+
 async def apply_subscription_event(session: AsyncSession, event_type: str, data: dict[str, Any]) -> Change:
-    """Apply one billing.subscription.* event. Stale events (older than the line's last one) change nothing."""
+    """Apply one billing.subscription.* event.
+
+    A stale event (older than the line's last applied one: it arrived out of order) changes nothing at all:
+    not the line, not the customer's details, not the accounts.
+    """
     now = utcnow()
-    occurred = datetime.fromisoformat(data["occurred_at"])
+    occurred = parse_time(data["occurred_at"])
+    line = await session.get(Subscription, data["subscription_id"])
+    if line is not None and occurred < line.last_event_at:
+        owner = await session.get_one(Customer, line.customer_id)
+        return Change(owner, await count_lines(session, owner.id), created=False, profile_changed=False)
+
     customer = await session.get(Customer, data["customer_id"])
     created = customer is None
     if customer is None:
@@ -82,7 +96,6 @@ async def apply_subscription_event(session: AsyncSession, event_type: str, data:
         session.add(BillingAccount(id=data["account_id"], customer_id=customer.id, created_at=now))
         await session.flush()
 
-    line = await session.get(Subscription, data["subscription_id"])
     if line is None:
         line = Subscription(
             id=data["subscription_id"],
@@ -94,8 +107,6 @@ async def apply_subscription_event(session: AsyncSession, event_type: str, data:
             updated_at=now,
         )
         session.add(line)
-    elif occurred < line.last_event_at:
-        return Change(customer, lines_before, created, profile_changed=False)
     _apply_to_line(line, event_type, data, occurred)
     line.updated_at = now
     await session.flush()

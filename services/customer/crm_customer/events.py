@@ -3,13 +3,13 @@
 from collections.abc import Mapping
 from datetime import datetime
 
-from crm_kit.consumer import Handler, Subscription
-from crm_kit.events import CloudEvent, Contracts, new_event
-from crm_kit.outbox import stage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer import domain
 from crm_customer.models import Customer
+from crm_kit.consumer import Handler, Subscription
+from crm_kit.events import CloudEvent, Contracts, new_event
+from crm_kit.outbox import stage
 
 SOURCE = "/crm/customer"
 

@@ -2,9 +2,10 @@
 
 from datetime import date, datetime
 
-from crm_kit.db import NAMING, UtcDateTime
 from sqlalchemy import Date, ForeignKey, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_kit.db import NAMING, UtcDateTime
 
 
 class Base(DeclarativeBase):

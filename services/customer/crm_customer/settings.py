@@ -1,7 +1,8 @@
 """customer service settings (`CRM_CUSTOMER_*`)."""
 
-from crm_kit.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from crm_kit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -7,9 +7,10 @@ Create Date: 2026-11-23 17:40:56.999896
 
 from collections.abc import Sequence
 
-import crm_kit.db
 import sqlalchemy as sa
 from alembic import op
+
+import crm_kit.db
 
 revision: str = "0001"
 down_revision: str | None = None
