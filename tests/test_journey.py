@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from crm_kit.testing import eventually
+from crm_kit.testing import eventually, read_topic
 from tests.boss import activation, line_event
 
 CUSTOMER = "/tmf-api/customerManagement/v4/customer"
@@ -58,3 +58,54 @@ async def test_a_restarted_customer_service_misses_nothing(system):
 async def _suspended(gateway: httpx.AsyncClient, cid: str) -> dict | None:
     c = await _customer(gateway, cid)
     return c if c and c["status"] == "suspended" else None
+
+
+async def test_the_same_event_pushed_twice_is_applied_once(system, kafka):
+    async with system.customer_service():
+        await eventually(lambda: _ready(system.gateway), timeout=20)
+        batch = {"records": [activation(7), line_event(7, "plan_changed", 1, "2026-11-21T10:00:00+08:00",
+                                                       from_plan_code="5G-ULT-129",
+                                                       plan={"code": "5G-ULT-199", "name": "5G畅享套餐199元",
+                                                             "monthly_fee_fen": 19900})]}
+        first = await system.gateway.post("/boss/v1/events", json=batch)
+        again = await system.gateway.post("/boss/v1/events", json=batch)
+        assert first.json()["accepted"] == 2
+        assert again.status_code == 202
+        assert [r["status"] for r in again.json()["results"]] == ["duplicate", "duplicate"]
+        customer = await eventually(lambda: _customer(system.gateway, "C000007"), timeout=5)
+        profile = await read_topic(kafka.bootstrap, "customer.profile", expect=2)
+    billing = await read_topic(kafka.bootstrap, "billing.subscription", expect=2)
+    assert len(billing) == 2
+    assert len(customer["subscription"]) == 1
+    assert customer["subscription"][0]["plan"]["code"] == "5G-ULT-199"
+    created = [r for r in profile if b"customer.profile.created.v1" in r.value]
+    assert len(created) == 1
+
+
+async def test_bad_records_are_refused_by_name_and_kept_while_good_ones_go_through(system):
+    async with system.customer_service():
+        await eventually(lambda: _ready(system.gateway), timeout=20)
+        bad_fee = activation(9)
+        bad_fee["data"]["plan"]["monthly_fee_fen"] = 129.5
+        unknown = {**activation(10), "event_type": "subscription.teleported"}
+        r = await system.gateway.post("/boss/v1/events", json={"records": [activation(8), bad_fee, unknown]})
+        assert r.status_code == 422
+        assert r.headers["content-type"] == "application/problem+json"
+        problem = r.json()
+        assert problem["field"] == "records[1].data.plan.monthly_fee_fen"
+        assert problem["request_id"] == r.headers["x-request-id"]
+        assert [x["status"] for x in problem["results"]] == ["accepted", "rejected", "rejected"]
+        assert problem["results"][2]["field"] == "records[2].event_type"
+        await eventually(lambda: _customer(system.gateway, "C000008"), timeout=5)
+        kept = (await system.gateway.get("/boss/v1/quarantine")).json()
+        assert {q["boss_event_id"] for q in kept} == {"BOSS-ACT-000009", "BOSS-ACT-000010"}
+        assert all(q["reason"] and q["raw"] for q in kept)
+
+        malformed = await system.gateway.post("/boss/v1/events", content=b'{"records": [',
+                                              headers={"Content-Type": "application/json"})
+        assert malformed.status_code == 400
+        assert malformed.json()["type"].endswith("malformed-body")
+        huge = await system.gateway.post("/boss/v1/events", content=b"x" * (10 * 1024 * 1024),
+                                         headers={"Content-Type": "application/json"})
+        assert huge.status_code == 413
+        assert huge.headers["content-type"] == "application/problem+json"

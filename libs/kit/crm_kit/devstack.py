@@ -218,3 +218,7 @@ def demo(gateway: str = "http://127.0.0.1:8000", customers: int = 200) -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

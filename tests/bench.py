@@ -1,0 +1,126 @@
+"""`make bench`: measure the first slice and write BENCHMARKS.md.
+
+- BOSS push throughput: 5,000-record batches into the billing-adapter (parse, contract, de-dup, outbox).
+- Outbox drain: how fast the relay moves those events onto the bus.
+- End to end: one pushed activation until the customer is readable through the gateway (p50/p95).
+Runs on the embedded broker and SQLite files in a temporary folder, on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from crm_billing_adapter.app import create_app as billing_adapter_app
+from crm_billing_adapter.settings import Settings as BillingAdapterSettings
+from crm_customer.app import create_app as customer_app
+from crm_customer.settings import Settings as CustomerSettings
+from crm_gateway.app import create_app as gateway_app
+from crm_gateway.settings import Settings as GatewaySettings
+from crm_kit.broker import EmbeddedBroker
+from crm_kit.db import Database, outbox_table
+from crm_kit.settings import KafkaSettings
+from crm_kit.testing import serve
+from tests.boss import activation
+
+BATCHES = 4
+BATCH = 5000
+LATENCY_SAMPLES = 40
+CUSTOMERS = "/tmf-api/customerManagement/v4/customer"
+
+
+async def _pending(db: Database) -> int:
+    async with db.sessions() as s:
+        return int(await s.scalar(select(func.count()).where(outbox_table.c.sent_at.is_(None))) or 0)
+
+
+async def bench(folder: Path) -> dict[str, str]:
+    results: dict[str, str] = {}
+    with EmbeddedBroker() as broker:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap)
+        adapter_db = f"sqlite+aiosqlite:///{folder / 'billing-adapter.db'}"
+        adapter = BillingAdapterSettings(database_url=adapter_db, kafka=kafka, log_level="WARNING")
+        customer = CustomerSettings(
+            database_url=f"sqlite+aiosqlite:///{folder / 'customer.db'}", kafka=kafka, log_level="WARNING"
+        )
+        async with serve(billing_adapter_app(adapter)) as adapter_url, serve(customer_app(customer)) as customer_url:
+            gw = GatewaySettings(customer_url=customer_url, billing_adapter_url=adapter_url, log_level="WARNING")
+            async with (
+                serve(gateway_app(gw)) as gateway_url,
+                httpx.AsyncClient(base_url=gateway_url, timeout=120) as client,
+            ):
+                while (await client.get("/health/ready")).status_code != 200:
+                    await asyncio.sleep(0.2)
+                latencies = []
+                for n in range(LATENCY_SAMPLES):
+                    t0 = time.perf_counter()
+                    await client.post("/boss/v1/events", json={"records": [activation(n + 1)]})
+                    while (await client.get(f"{CUSTOMERS}/C{n + 1:06d}")).status_code != 200:
+                        await asyncio.sleep(0.005)
+                    latencies.append(time.perf_counter() - t0)
+                q = statistics.quantiles(latencies, n=20)
+                results["Push → customer readable through the gateway (one activation, idle system)"] = (
+                    f"p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {q[18] * 1000:.0f} ms, "
+                    f"max {max(latencies) * 1000:.0f} ms ({LATENCY_SAMPLES} samples)"
+                )
+
+                batches = [[activation(1_000_000 + b * BATCH + i) for i in range(BATCH)] for b in range(BATCHES)]
+                total = BATCHES * BATCH
+                started = time.perf_counter()
+                for batch in batches:
+                    r = await client.post("/boss/v1/events", json={"records": batch})
+                    assert r.status_code == 202 and r.json()["accepted"] == BATCH, r.text[:300]
+                pushed = time.perf_counter() - started
+                db = Database(adapter_db)
+                while await _pending(db) > 0:
+                    await asyncio.sleep(0.05)
+                drained = time.perf_counter() - started
+                await db.dispose()
+                results["BOSS push, 5,000-record JSON batches through the gateway"] = (
+                    f"{total / pushed:,.0f} records/s ({total:,} records in {pushed:.1f} s)"
+                )
+                results["Pushed and published to the bus (adapter outbox drained)"] = (
+                    f"{total / drained:,.0f} events/s ({drained:.1f} s)"
+                )
+                expected = str(total + LATENCY_SAMPLES)
+                while (await client.get(CUSTOMERS, params={"limit": 1})).headers["x-total-count"] != expected:
+                    await asyncio.sleep(0.2)
+                applied = time.perf_counter() - started
+                results["Customer service applying those activations (consumer caught up)"] = (
+                    f"{total / applied:,.0f} events/s ({applied:.1f} s after the first push)"
+                )
+    return results
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        results = asyncio.run(bench(Path(folder)))
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`tests/bench.py`); figures are from the last run, not asserted by any test.",
+        "",
+        f"- when: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "- setup: embedded Tansu broker (memory), SQLite files, every service in one process with uvicorn",
+        "",
+        "| measure | result |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in results.items()],
+        "",
+    ]
+    Path("BENCHMARKS.md").write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

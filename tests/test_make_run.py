@@ -1,0 +1,49 @@
+"""`make run`'s stack (crm-dev run) as a user meets it: up, usable through the gateway, gone after Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from crm_kit.broker import free_port, port_open
+from tests.boss import activation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_path):
+    ports = {name: free_port() for name in ("KAFKA", "GATEWAY", "CUSTOMER", "BILLING_ADAPTER")}
+    env = {**os.environ, "CRM_DEV_VAR_DIR": str(tmp_path), "CRM_DEV_DEMO_CUSTOMERS": "20",
+           **{f"CRM_DEV_{k}_PORT": str(v) for k, v in ports.items()}}
+    log = (tmp_path / "stack.out").open("wb")
+    stack = subprocess.Popen([sys.executable, "-m", "crm_kit.devstack", "run"], cwd=ROOT, env=env,
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while b"Telecom CRM is up" not in (tmp_path / "stack.out").read_bytes():
+            assert stack.poll() is None, (tmp_path / "stack.out").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "stack.out").read_text()
+            time.sleep(0.3)
+        output = (tmp_path / "stack.out").read_text()
+        assert "demo population: 20 customers" in output
+        gateway = httpx.Client(base_url=f"http://127.0.0.1:{ports['GATEWAY']}", timeout=10)
+        assert gateway.get("/tmf-api/customerManagement/v4/customer").headers["x-total-count"] != "0"
+
+        pushed_at = time.monotonic()
+        assert gateway.post("/boss/v1/events", json={"records": [activation(424242)]}).status_code == 202
+        while gateway.get("/tmf-api/customerManagement/v4/customer/C424242").status_code != 200:
+            assert time.monotonic() - pushed_at < 5, "customer not readable within 5 seconds"
+            time.sleep(0.1)
+    finally:
+        stack.send_signal(signal.SIGINT)
+        stack.wait(30)
+    assert stack.returncode == 0, (tmp_path / "stack.out").read_text()
+    assert "stopped: broker, customer, billing-adapter, gateway" in (tmp_path / "stack.out").read_text()
+    assert not any(port_open("127.0.0.1", p) for p in ports.values()), "a process of the stack outlived Ctrl-C"
+    assert (tmp_path / "customer.db").is_file()
