@@ -7,6 +7,7 @@ the URLs, and on Ctrl-C stops everything it started.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crm_kit.broker import EmbeddedBroker, port_open
+from crm_kit.dlq import replay_dead_letters
+from crm_kit.settings import KafkaSettings
 from crm_kit.simulator import Population, records
 
 cli = typer.Typer(help="Telecom CRM developer commands.", no_args_is_help=True, add_completion=False)
@@ -214,6 +217,15 @@ def demo(gateway: str = "http://127.0.0.1:8000", customers: int = 200) -> None:
     """Push the demo population to a running gateway (idempotent)."""
     accepted, duplicates = load_demo(gateway, customers)
     typer.echo(f"{accepted} accepted, {duplicates} duplicates")
+
+
+@cli.command("dlq-replay")
+def dlq_replay(
+    topic: str = typer.Argument(help="The topic whose .dlq to replay, e.g. billing.subscription"),
+) -> None:
+    """Put dead-lettered records back on their topic after a fix (safe to repeat: consumers de-duplicate)."""
+    replayed = asyncio.run(replay_dead_letters(KafkaSettings(), topic))
+    typer.echo(f"replayed {replayed.count} records from {topic}.dlq to {topic}")
 
 
 def main() -> None:
