@@ -6,16 +6,19 @@ import asyncio
 
 import httpx
 from asgi_correlation_id import correlation_id
-from crm_kit.errors import PROBLEM_JSON, NotFound, UpstreamTimeout, UpstreamUnavailable
-from crm_kit.service import REQUEST_ID_HEADER, metrics_endpoint
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from crm_gateway.domain import RouteTable, forwardable
+from crm_kit.errors import PROBLEM_JSON, NotFound, UpstreamTimeout, UpstreamUnavailable
+from crm_kit.service import REQUEST_ID_HEADER, metrics_endpoint
 
 router = APIRouter()
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# Set by the gateway itself (or its server), never copied across: a copy would send them twice.
+OWN_REQUEST_HEADERS = frozenset({"x-request-id", "x-forwarded-for", "x-forwarded-proto"})
+OWN_RESPONSE_HEADERS = frozenset({"x-request-id", "server", "date"})
 
 
 def _table(request: Request) -> RouteTable:
@@ -70,36 +73,44 @@ async def proxy(request: Request, path: str) -> Response:
     route = _table(request).resolve(request.url.path)
     if route is None:
         raise NotFound(f"No service serves {request.url.path}", field="path")
-    url = httpx.URL(route.base_url + request.url.path, query=request.url.query.encode())
-    headers = forwardable(request.headers.items())
+    # The path and query exactly as the client sent them: decoding and re-encoding would change `%2F`.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    target = route.base_url + raw_path.decode("latin-1")
+    if request.scope.get("query_string"):
+        target += "?" + request.scope["query_string"].decode("latin-1")
+    headers = [(k, v) for k, v in forwardable(request.headers.items()) if k.lower() not in OWN_REQUEST_HEADERS]
     headers.append((REQUEST_ID_HEADER, correlation_id.get() or ""))
-    if request.client:
+    if request.client:  # the server has already resolved the client through the proxies it trusts
         headers.append(("X-Forwarded-For", request.client.host))
     headers.append(("X-Forwarded-Proto", request.url.scheme))
     client = _client(request)
     upstream_request = client.build_request(
         request.method,
-        url,
+        httpx.URL(target),
         headers=headers,
         content=await request.body(),
         timeout=httpx.Timeout(route.timeout_seconds, connect=request.app.state.connect_timeout),
     )
     try:
         upstream = await client.send(upstream_request, stream=True)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout) as exc:
-        raise UpstreamUnavailable(
-            f"The {route.upstream} service is unavailable ({type(exc).__name__})", upstream=route.upstream
-        ) from exc
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise _unavailable(route.upstream, exc) from exc
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(
             f"The {route.upstream} service did not answer within {route.timeout_seconds}s", upstream=route.upstream
         ) from exc
-    response_headers = {k: v for k, v in forwardable(upstream.headers.items()) if k.lower() != "content-encoding"}
-    if "content-encoding" in upstream.headers:
-        response_headers["content-encoding"] = upstream.headers["content-encoding"]
-    return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        headers=response_headers,
-        background=BackgroundTask(upstream.aclose),
+    except httpx.TransportError as exc:  # refused, reset, closed without an answer
+        raise _unavailable(route.upstream, exc) from exc
+    response_headers = [
+        (k, v) for k, v in forwardable(upstream.headers.multi_items()) if k.lower() not in OWN_RESPONSE_HEADERS
+    ]
+    response = StreamingResponse(
+        upstream.aiter_raw(), status_code=upstream.status_code, background=BackgroundTask(upstream.aclose)
     )
+    for k, v in response_headers:
+        response.headers.append(k, v)
+    return response
+
+
+def _unavailable(upstream: str, exc: Exception) -> UpstreamUnavailable:
+    return UpstreamUnavailable(f"The {upstream} service is unavailable ({type(exc).__name__})", upstream=upstream)

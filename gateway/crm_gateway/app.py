@@ -4,13 +4,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from crm_kit.observability import configure_logging, service_metrics
-from crm_kit.service import instrument
 from fastapi import FastAPI
 
 from crm_gateway.api import router
 from crm_gateway.domain import RouteTable
 from crm_gateway.settings import Settings
+from crm_kit.observability import configure_logging, service_metrics
+from crm_kit.service import instrument
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -29,6 +29,11 @@ class Route:
     base_url: str
     timeout_seconds: float
 
+    def matches(self, path: str) -> bool:
+        """Whole path segments only: `/api/v1/customers` serves `/api/v1/customers/C1`, not `/api/v1/customersx`."""
+        base = self.prefix.rstrip("/")
+        return path == base or path.startswith(base + "/")
+
 
 class RouteTable:
     """Longest prefix wins, so a specific route can sit beside a general one."""
@@ -47,7 +52,7 @@ class RouteTable:
         )
 
     def resolve(self, path: str) -> Route | None:
-        return next((r for r in self.routes if path.startswith(r.prefix)), None)
+        return next((r for r in self.routes if r.matches(path)), None)
 
     @property
     def upstreams(self) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Gateway settings (`CRM_GATEWAY_*`)."""
 
-from crm_kit.settings import AppSettings
 from pydantic_settings import SettingsConfigDict
+
+from crm_kit.settings import AppSettings
 
 
 class Settings(AppSettings):

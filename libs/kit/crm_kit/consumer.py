@@ -94,6 +94,9 @@ class ConsumerRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    # The cancel was swallowed below us (wait_for in 3.11, aiokafka): stop, don't retry.
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 delay = min(0.5 * 2**failures, 10.0)
                 log.warning("consumer %s failed, restarting in %.1fs: %s", self.sub.group, delay, exc)

@@ -144,6 +144,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == PayloadTooLarge.status:  # the body limit, raised from inside `receive`
+        return problem(exc.status_code, PayloadTooLarge.slug, PayloadTooLarge.title, str(exc.detail), request.url.path)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
     return problem(
         exc.status_code,
@@ -155,15 +157,16 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     )
 
 
+def internal_error(path: str) -> JSONResponse:
+    """The 500 answer: no internals, only the request id that finds them in the logs."""
+    return problem(
+        500, "internal", "Internal error", "The service failed; the request id identifies it in the logs.", path
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(
-        500,
-        "internal",
-        "Internal error",
-        "The service failed; the request id identifies it in the logs.",
-        request.url.path,
-    )
+    return internal_error(request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -77,19 +77,25 @@ class OutboxRelay:
     async def run(self) -> None:
         failures = 0
         while True:
+            self._wake.clear()  # before reading: a commit landing while we publish must wake the next round
             try:
                 sent = await self.publish_pending()
                 failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database down: keep the rows, try again later
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    # The cancel was swallowed below us (wait_for in 3.11, aiokafka): stop, don't retry.
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 delay = min(0.2 * 2**failures, 5.0)
                 log.warning("outbox relay failed, retrying in %.1fs: %s", delay, exc)
+                # A fresh producer next time: the broken one would hold the failed batch and send it
+                # again behind our back, and make every retry wait out a full request timeout.
+                await self.bus.reset()
                 await asyncio.sleep(delay)
                 continue
             if sent < self.batch_size:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 

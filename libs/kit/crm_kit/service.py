@@ -21,13 +21,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_kit.broker import ensure_topics
 from crm_kit.bus import Bus
 from crm_kit.consumer import ConsumerRunner, Subscription
 from crm_kit.db import Database, upgrade_async
-from crm_kit.errors import PROBLEM_JSON, PayloadTooLarge, install_error_handlers, problem
+from crm_kit.errors import PROBLEM_JSON, PayloadTooLarge, install_error_handlers, internal_error, problem
 from crm_kit.events import Contracts, load_contracts
 from crm_kit.observability import MetricsMiddleware, ServiceMetrics, configure_logging, service_metrics
 from crm_kit.outbox import OutboxRelay
@@ -98,10 +99,41 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"Body exceeds the limit of {self.max_bytes} bytes")
+                    # An HTTPException: FastAPI turns anything else raised while it reads a body into a 400.
+                    raise StarletteHTTPException(413, f"Body exceeds the limit of {self.max_bytes} bytes")
             return message
 
         await self.app(scope, limited, send)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unhandled exception with the 500 problem+json inside the request-id middleware.
+
+    Starlette sends its 500 from the outermost middleware, outside the one that adds `X-Request-ID`,
+    so the answer would lack the header that finds the failure in the logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await internal_error(scope["path"])(scope, receive, send)
 
 
 def instrument(app: FastAPI, metrics: ServiceMetrics, settings: AppSettings) -> None:
@@ -109,6 +141,7 @@ def instrument(app: FastAPI, metrics: ServiceMetrics, settings: AppSettings) -> 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=None)
 
 
@@ -166,6 +199,9 @@ async def _prepare_bus(rt: Runtime) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                # The cancel was swallowed below us (wait_for in 3.11, aiokafka): stop, don't retry.
+                raise asyncio.CancelledError from exc
             log.warning("broker not reachable yet (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -1,0 +1,108 @@
+"""The database layer on SQLite and PostgreSQL: aware UTC times, the caller's transaction, idempotent inserts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.exc import StatementError
+
+from crm_kit.db import Database, UtcDateTime, insert_ignoring_duplicates, is_sqlite, kit_metadata
+
+CST = timezone(timedelta(hours=8))
+
+metadata = MetaData()
+moments = Table(
+    "moments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=True),
+)
+ledger = Table("ledger", metadata, Column("key", String(32), primary_key=True), Column("value", String(32)))
+
+
+@pytest_asyncio.fixture
+async def db(database_url: Callable[[str], Awaitable[str]]) -> AsyncIterator[Database]:
+    database = Database(await database_url("kitdb"))
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(kit_metadata.create_all)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def test_an_aware_time_comes_back_as_the_same_instant_in_utc(db: Database):
+    stored = datetime(2026, 11, 20, 9, 30, 0, 250000, tzinfo=CST)
+    async with db.sessions.begin() as session:
+        await session.execute(insert(moments).values(id=1, at=stored))
+    async with db.sessions() as session:
+        loaded = await session.scalar(select(moments.c.at).where(moments.c.id == 1))
+    assert loaded == stored
+    assert loaded.tzinfo is not None and loaded.utcoffset() == timedelta(0)
+    assert loaded == datetime(2026, 11, 20, 1, 30, 0, 250000, tzinfo=UTC)
+
+
+async def test_times_order_by_instant_whatever_zone_they_were_written_in(db: Database):
+    async with db.sessions.begin() as session:
+        await session.execute(
+            insert(moments),
+            [
+                {"id": 1, "at": datetime(2026, 11, 20, 9, 0, tzinfo=CST)},  # 01:00 UTC
+                {"id": 2, "at": datetime(2026, 11, 20, 0, 30, tzinfo=UTC)},  # 00:30 UTC
+            ],
+        )
+    async with db.sessions() as session:
+        assert list(await session.scalars(select(moments.c.id).order_by(moments.c.at))) == [2, 1]
+
+
+async def test_a_naive_time_is_refused(db: Database):
+    with pytest.raises(StatementError, match="naive datetime"):
+        async with db.sessions.begin() as session:
+            await session.execute(insert(moments).values(id=1, at=datetime(2026, 11, 20, 9, 30)))
+    async with db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(moments)) == 0
+
+
+async def test_null_stays_null(db: Database):
+    async with db.sessions.begin() as session:
+        await session.execute(insert(moments).values(id=1, at=None))
+    async with db.sessions() as session:
+        assert await session.scalar(select(moments.c.at)) is None
+
+
+async def test_the_transaction_commits_once_or_not_at_all(db: Database):
+    # `transaction()` is a generator dependency: the framework throws the route's error into it.
+    transaction = contextlib.asynccontextmanager(db.transaction)
+    async with transaction() as session:
+        await session.execute(insert(ledger).values(key="a", value="1"))
+        await session.flush()
+        await session.execute(insert(ledger).values(key="c", value="3"))
+    with pytest.raises(RuntimeError):
+        async with transaction() as session:
+            await session.execute(insert(ledger).values(key="b", value="2"))
+            await session.flush()
+            raise RuntimeError("the route failed")
+    async with db.sessions() as session:
+        assert list(await session.scalars(select(ledger.c.key).order_by(ledger.c.key))) == ["a", "c"]
+
+
+async def test_insert_ignoring_duplicates_keeps_the_first_row(db: Database):
+    async with db.sessions.begin() as session:
+        statement = insert_ignoring_duplicates(db.dialect, ledger)
+        first = await session.execute(statement, [{"key": "k", "value": "first"}])
+        second = await session.execute(statement, [{"key": "k", "value": "second"}])
+    assert first.rowcount == 1
+    assert second.rowcount == 0
+    async with db.sessions() as session:
+        assert list(await session.execute(select(ledger.c.key, ledger.c.value))) == [("k", "first")]
+
+
+async def test_ping_reaches_the_database(db: Database):
+    await db.ping()
+    assert db.dialect == ("sqlite" if is_sqlite(db.url) else "postgresql")
