@@ -41,8 +41,16 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
     adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), kafka=kafka, log_json=False)
     async with contextlib.AsyncExitStack() as stack:
         adapter_url = await stack.enter_async_context(serve(billing_adapter_app(adapter)))
-        gateway_url = await stack.enter_async_context(serve(gateway_app(GatewaySettings(
-            customer_url=f"http://127.0.0.1:{customer_port}", billing_adapter_url=adapter_url, log_json=False,
-        ))))
+        gateway_url = await stack.enter_async_context(
+            serve(
+                gateway_app(
+                    GatewaySettings(
+                        customer_url=f"http://127.0.0.1:{customer_port}",
+                        billing_adapter_url=adapter_url,
+                        log_json=False,
+                    )
+                )
+            )
+        )
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=15))
         yield System(client, customer_settings, customer_port, stack)

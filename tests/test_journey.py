@@ -63,10 +63,19 @@ async def _suspended(gateway: httpx.AsyncClient, cid: str) -> dict | None:
 async def test_the_same_event_pushed_twice_is_applied_once(system, kafka):
     async with system.customer_service():
         await eventually(lambda: _ready(system.gateway), timeout=20)
-        batch = {"records": [activation(7), line_event(7, "plan_changed", 1, "2026-11-21T10:00:00+08:00",
-                                                       from_plan_code="5G-ULT-129",
-                                                       plan={"code": "5G-ULT-199", "name": "5G畅享套餐199元",
-                                                             "monthly_fee_fen": 19900})]}
+        batch = {
+            "records": [
+                activation(7),
+                line_event(
+                    7,
+                    "plan_changed",
+                    1,
+                    "2026-11-21T10:00:00+08:00",
+                    from_plan_code="5G-ULT-129",
+                    plan={"code": "5G-ULT-199", "name": "5G畅享套餐199元", "monthly_fee_fen": 19900},
+                ),
+            ]
+        }
         first = await system.gateway.post("/boss/v1/events", json=batch)
         again = await system.gateway.post("/boss/v1/events", json=batch)
         assert first.json()["accepted"] == 2
@@ -101,11 +110,13 @@ async def test_bad_records_are_refused_by_name_and_kept_while_good_ones_go_throu
         assert {q["boss_event_id"] for q in kept} == {"BOSS-ACT-000009", "BOSS-ACT-000010"}
         assert all(q["reason"] and q["raw"] for q in kept)
 
-        malformed = await system.gateway.post("/boss/v1/events", content=b'{"records": [',
-                                              headers={"Content-Type": "application/json"})
+        malformed = await system.gateway.post(
+            "/boss/v1/events", content=b'{"records": [', headers={"Content-Type": "application/json"}
+        )
         assert malformed.status_code == 400
         assert malformed.json()["type"].endswith("malformed-body")
-        huge = await system.gateway.post("/boss/v1/events", content=b"x" * (10 * 1024 * 1024),
-                                         headers={"Content-Type": "application/json"})
+        huge = await system.gateway.post(
+            "/boss/v1/events", content=b"x" * (10 * 1024 * 1024), headers={"Content-Type": "application/json"}
+        )
         assert huge.status_code == 413
         assert huge.headers["content-type"] == "application/problem+json"

@@ -19,11 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_path):
     ports = {name: free_port() for name in ("KAFKA", "GATEWAY", "CUSTOMER", "BILLING_ADAPTER")}
-    env = {**os.environ, "CRM_DEV_VAR_DIR": str(tmp_path), "CRM_DEV_DEMO_CUSTOMERS": "20",
-           **{f"CRM_DEV_{k}_PORT": str(v) for k, v in ports.items()}}
+    env = {
+        **os.environ,
+        "CRM_DEV_VAR_DIR": str(tmp_path),
+        "CRM_DEV_DEMO_CUSTOMERS": "20",
+        **{f"CRM_DEV_{k}_PORT": str(v) for k, v in ports.items()},
+    }
     log = (tmp_path / "stack.out").open("wb")
-    stack = subprocess.Popen([sys.executable, "-m", "crm_kit.devstack", "run"], cwd=ROOT, env=env,
-                             stdout=log, stderr=subprocess.STDOUT)
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "crm_kit.devstack", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 120
         while b"Telecom CRM is up" not in (tmp_path / "stack.out").read_bytes():
@@ -33,7 +38,10 @@ def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_
         output = (tmp_path / "stack.out").read_text()
         assert "demo population: 20 customers" in output
         gateway = httpx.Client(base_url=f"http://127.0.0.1:{ports['GATEWAY']}", timeout=10)
-        assert gateway.get("/tmf-api/customerManagement/v4/customer").headers["x-total-count"] != "0"
+        loaded = time.monotonic()
+        while gateway.get("/tmf-api/customerManagement/v4/customer").headers["x-total-count"] != "20":
+            assert time.monotonic() - loaded < 30, "the demo customers did not reach the customer service"
+            time.sleep(0.2)
 
         pushed_at = time.monotonic()
         assert gateway.post("/boss/v1/events", json={"records": [activation(424242)]}).status_code == 202
