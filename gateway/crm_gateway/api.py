@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from crm_gateway.domain import RouteTable, forwardable
-from crm_kit.errors import PROBLEM_JSON, NotFound, UpstreamTimeout, UpstreamUnavailable
+from crm_kit.errors import NotFound, UpstreamTimeout, UpstreamUnavailable, problem
+from crm_kit.observability import ROUTE_LABEL
 from crm_kit.service import REQUEST_ID_HEADER, metrics_endpoint
 
 router = APIRouter()
@@ -50,17 +51,8 @@ async def ready(request: Request) -> JSONResponse:
     checks = dict(zip(upstreams, results, strict=True))
     if all(v == "up" for v in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks})
-    return JSONResponse(
-        {
-            "type": "urn:telecom-crm:problem:not-ready",
-            "title": "Not ready",
-            "status": 503,
-            "detail": ", ".join(f"{k} {v}" for k, v in checks.items() if v != "up"),
-            "checks": checks,
-        },
-        status_code=503,
-        media_type=PROBLEM_JSON,
-    )
+    detail = ", ".join(f"{k} {v}" for k, v in checks.items() if v != "up")
+    return problem(503, "not-ready", "Not ready", detail, "/health/ready", checks=checks)
 
 
 router.add_api_route(
@@ -71,6 +63,7 @@ router.add_api_route(
 @router.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
 async def proxy(request: Request, path: str) -> Response:
     route = _table(request).resolve(request.url.path)
+    setattr(request.state, ROUTE_LABEL, f"{route.prefix}* → {route.upstream}" if route else "unrouted")
     if route is None:
         raise NotFound(f"No service serves {request.url.path}", field="path")
     # The path and query exactly as the client sent them: decoding and re-encoding would change `%2F`.

@@ -337,3 +337,11 @@ async def test_the_answer_carries_each_of_the_gateways_own_headers_once(gw: Gate
     assert r.status_code == 200
     for name in ("x-request-id", "server", "date", "content-type", "x-total-count"):
         assert len(r.headers.get_list(name)) == 1, (name, r.headers.get_list(name))
+
+
+async def test_proxied_requests_are_counted_by_upstream_route_not_by_catch_all(gw: Gateway):
+    await gw.client.get(f"{CUSTOMER}/C1")
+    metrics = (await gw.client.get("/metrics")).text
+    gateway_lines = [line for line in metrics.splitlines() if line.startswith("crm_gateway_http_requests_total{")]
+    assert any('route="/tmf-api/customerManagement/v4/* → customer"' in line for line in gateway_lines)
+    assert not any('route="/{path:path}"' in line for line in gateway_lines)

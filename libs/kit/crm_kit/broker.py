@@ -81,9 +81,11 @@ class EmbeddedBroker:
         if self.process is None:
             return
         if self.process.poll() is None:
+            # Tansu keeps running on SIGTERM once clients are connected; its storage is memory, so a
+            # short grace period is all it needs before SIGKILL.
             self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(0.5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -103,8 +105,8 @@ async def ensure_topics(bootstrap: str, contracts: Contracts, *, timeout: float 
         wanted.append(NewTopic(t.name, t.partitions, 1))
         wanted.append(NewTopic(t.dlq, 1, 1))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
     try:
+        await asyncio.wait_for(admin.start(), timeout)
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t.name not in existing]
         if missing:

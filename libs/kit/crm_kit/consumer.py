@@ -47,6 +47,14 @@ class Subscription:
         return sorted({".".join(t.split(".")[:2]) for t in self.handlers})
 
 
+class _BatchFailed(Exception):
+    """A batch transaction failed; `event_id` is the event whose handler raised (None: the commit did)."""
+
+    def __init__(self, event_id: str | None) -> None:
+        super().__init__(event_id)
+        self.event_id = event_id
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -115,8 +123,7 @@ class ConsumerRunner:
                 continue
             offsets: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
-                for record in records:
-                    await self.process(record)
+                await self.process_batch(records)
                 offsets[tp] = records[-1].offset + 1
             await consumer.commit(offsets)
             for tp, next_offset in offsets.items():
@@ -124,33 +131,106 @@ class ConsumerRunner:
                 if end is not None:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
 
+    async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """One partition's batch in one transaction; if anything in it fails, record by record with retries."""
+        admitted = [(r, e) for r in records if (e := await self._admit(r)) is not None]
+        if not admitted:
+            return
+        try:
+            outcomes = await self._apply_all([e for _, e in admitted])
+        except _BatchFailed as failed:
+            log.info("batch of %d failed (%s); applying one by one", len(admitted), failed.__cause__)
+            for record, event in admitted:
+                if event.id != failed.event_id:
+                    await self._apply_one(record, event)
+                elif isinstance(failed.__cause__, PermanentError):
+                    await self._dead_letter_failure(record, event, failed.__cause__)
+                elif self.settings.consumer_max_attempts > 1:  # its try in the batch counts as its first
+                    await self._apply_one(record, event, attempts=self.settings.consumer_max_attempts - 1)
+                else:
+                    await self._dead_letter_failure(record, event, failed.__cause__ or failed)
+            return
+        for (record, event), outcome in zip(admitted, outcomes, strict=True):
+            self.metrics.consumed.labels(record.topic, event.type, outcome).inc()
+
     async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
         """Handle one record; returns the outcome: applied, duplicate, ignored or dead-lettered."""
+        event = await self._admit(record)
+        if event is None:
+            return "skipped"
+        return await self._apply_one(record, event)
+
+    async def _admit(self, record: ConsumerRecord[bytes, bytes]) -> CloudEvent | None:
+        """The event, if this runner handles it and it keeps its contract; a broken one is dead-lettered."""
         try:
             event = parse_event(record.value or b"")
             if event.type not in self.sub.handlers:
                 self.metrics.consumed.labels(record.topic, event.type, "ignored").inc()
-                return "ignored"
+                return None
             self.contracts.validate(event.type, event.data)
         except ContractViolation as exc:
             await self.dead_letter(record, "contract", str(exc))
-            return "dead-lettered"
+            return None
+        return event
+
+    async def _apply_one(
+        self, record: ConsumerRecord[bytes, bytes], event: CloudEvent, attempts: int | None = None
+    ) -> str:
         token = correlation_id.set(event.correlationid or event.id)
         try:
-            outcome = await self._apply_with_retries(event)
+            outcome = await self._apply_with_retries(event, attempts or self.settings.consumer_max_attempts)
         except Exception as exc:
-            reason = "permanent" if isinstance(exc, PermanentError) else "retries-exhausted"
-            log.exception("event %s (%s) failed: %s", event.id, event.type, exc)
-            await self.dead_letter(record, reason, f"{type(exc).__name__}: {exc}")
-            return "dead-lettered"
+            return await self._dead_letter_failure(record, event, exc)
         finally:
             correlation_id.reset(token)
         self.metrics.consumed.labels(record.topic, event.type, outcome).inc()
         return outcome
 
-    async def _apply_with_retries(self, event: CloudEvent) -> str:
+    async def _dead_letter_failure(
+        self, record: ConsumerRecord[bytes, bytes], event: CloudEvent, exc: BaseException
+    ) -> str:
+        reason = "permanent" if isinstance(exc, PermanentError) else "retries-exhausted"
+        log.error("event %s (%s) failed: %s", event.id, event.type, exc, exc_info=exc)
+        await self.dead_letter(record, reason, f"{type(exc).__name__}: {exc}")
+        return "dead-lettered"
+
+    async def _apply_all(self, events: list[CloudEvent]) -> list[str]:
+        """Every event of a batch and its inbox row in one transaction: one commit instead of one per event."""
+        async with self.db.sessions.begin() as session:
+            seen = set(
+                await session.scalars(
+                    select(inbox_table.c.event_id).where(
+                        inbox_table.c.consumer == self.sub.group, inbox_table.c.event_id.in_([e.id for e in events])
+                    )
+                )
+            )
+            outcomes, inbox_rows = [], []
+            for event in events:
+                if event.id in seen:
+                    outcomes.append("duplicate")
+                    continue
+                seen.add(event.id)
+                token = correlation_id.set(event.correlationid or event.id)
+                try:
+                    await self.sub.handlers[event.type](session, event)
+                except Exception as exc:
+                    raise _BatchFailed(event.id) from exc
+                finally:
+                    correlation_id.reset(token)
+                outcomes.append("applied")
+                inbox_rows.append(
+                    {"consumer": self.sub.group, "event_id": event.id, "type": event.type, "processed_at": utcnow()}
+                )
+            if inbox_rows:
+                try:
+                    await session.execute(insert(inbox_table), inbox_rows)
+                except Exception as exc:
+                    raise _BatchFailed(None) from exc
+        return outcomes
+
+    async def _apply_with_retries(self, event: CloudEvent, attempts: int) -> str:
         async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.settings.consumer_max_attempts),
+            stop=stop_after_attempt(attempts),
             wait=wait_exponential(multiplier=self.settings.consumer_backoff_seconds, max=5),
             retry=retry_if_not_exception_type(PermanentError),
             reraise=True,

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 from asgi_correlation_id import correlation_id
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import ValidationError as SchemaError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm_kit.db import utcnow
@@ -46,6 +47,17 @@ class CloudEvent(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
+def parse_rfc3339(value: object) -> datetime:
+    """An RFC 3339 date-time as the contracts allow it. Python 3.11's `fromisoformat` refuses the lower-case
+    `t`/`z` RFC 3339 permits; the upper-case spelling is the same instant. A time without offset is refused."""
+    if not isinstance(value, str):
+        raise TypeError("a date-time must be a string")
+    moment = datetime.fromisoformat(value.upper())
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no zone offset")
+    return moment
+
+
 def topic_of(event_type: str) -> str:
     """`billing.subscription.activated.v1` → `billing.subscription`."""
     domain, entity, *_ = event_type.split(".")
@@ -71,6 +83,23 @@ def new_event(
         data=data,
         correlationid=correlation_id.get(),
     )
+
+
+@lru_cache(maxsize=512)
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """JSON Schema patterns are ECMA-262: a final `$` ends the string. Python's `$` also matches before a
+    trailing newline, which would let `"13812345678\n"` pass as an MSISDN."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not _ecma_pattern(pattern).search(instance):
+        yield SchemaError(f"{instance!r} does not match {pattern!r}")
+
+
+ContractValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 @dataclass
@@ -121,7 +150,7 @@ class Contracts:
     """Schemas by event type and the topic list, loaded once from a contracts folder."""
 
     root: Path
-    validators: dict[str, Draft202012Validator] = field(default_factory=dict)
+    validators: dict[str, Any] = field(default_factory=dict)
     topics: dict[str, Topic] = field(default_factory=dict)
 
     @classmethod
@@ -130,7 +159,7 @@ class Contracts:
         for path in sorted((root / "events").glob("*.json")):
             schema = json.loads(path.read_text(encoding="utf-8"))
             Draft202012Validator.check_schema(schema)
-            c.validators[path.stem] = Draft202012Validator(schema, format_checker=FormatChecker())
+            c.validators[path.stem] = ContractValidator(schema, format_checker=FormatChecker())
         spec = yaml.safe_load((root / "topics.yaml").read_text(encoding="utf-8"))
         for name, t in spec["topics"].items():
             c.topics[name] = Topic(name=name, **t)
@@ -170,9 +199,15 @@ class Contracts:
         if found:
             raise ContractViolation(event_type, found)
 
-    def validate_event(self, event: CloudEvent) -> None:
+    def validate_type(self, event: CloudEvent) -> None:
+        """The event's type has a contract and a topic."""
+        if not self.knows(event.type):
+            raise ContractViolation(event.type, [Violation("type", f"unknown event type {event.type!r}")])
         if topic_of(event.type) not in self.topics:
             raise ContractViolation(event.type, [Violation("type", f"no topic for {event.type!r}")])
+
+    def validate_event(self, event: CloudEvent) -> None:
+        self.validate_type(event)
         self.validate(event.type, event.data)
 
 

@@ -48,6 +48,9 @@ def service_metrics(service: str) -> ServiceMetrics:
     )
 
 
+ROUTE_LABEL = "metrics_route"
+
+
 class MetricsMiddleware:
     """RED per route template (not per raw path, which would explode the label space)."""
 
@@ -72,7 +75,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # A handler may name its route better than its template (the gateway's catch-all names the upstream).
+            label = scope.get("state", {}).get(ROUTE_LABEL)
+            template = label or getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

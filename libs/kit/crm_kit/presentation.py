@@ -21,5 +21,9 @@ def mask_id_card(number: str | None) -> str | None:
 
 
 def shanghai(moment: datetime | None) -> str | None:
-    """Stored in UTC, shown in China Standard Time with its offset."""
-    return moment.astimezone(SHANGHAI).isoformat() if moment else None
+    """Stored in UTC, shown in China Standard Time with its offset. A naive time has no instant: refused."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime; the CRM shows only timezone-aware times")
+    return moment.astimezone(SHANGHAI).isoformat()

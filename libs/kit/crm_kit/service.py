@@ -28,7 +28,7 @@ from crm_kit.broker import ensure_topics
 from crm_kit.bus import Bus
 from crm_kit.consumer import ConsumerRunner, Subscription
 from crm_kit.db import Database, upgrade_async
-from crm_kit.errors import PROBLEM_JSON, PayloadTooLarge, install_error_handlers, internal_error, problem
+from crm_kit.errors import PayloadTooLarge, install_error_handlers, internal_error, problem
 from crm_kit.events import Contracts, load_contracts
 from crm_kit.observability import MetricsMiddleware, ServiceMetrics, configure_logging, service_metrics
 from crm_kit.outbox import OutboxRelay
@@ -52,7 +52,7 @@ class Runtime:
     relay: OutboxRelay
     consumers: list[ConsumerRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    broker_ready: bool = False
+    topics_ready: bool = False
 
 
 def runtime(request: Request) -> Runtime:
@@ -166,22 +166,13 @@ def _health_router() -> APIRouter:
         except Exception as exc:
             checks["database"] = f"down: {type(exc).__name__}"
         checks["broker"] = "up" if await rt.bus.ready() else "down"
+        checks["topics"] = "up" if rt.topics_ready else "provisioning"
         for c in rt.consumers:
             checks[f"consumer:{c.sub.group}"] = "assigned" if c.assigned.is_set() else "joining"
-        ok = all(v in ("up", "assigned") for v in checks.values())
-        if ok:
+        if all(v in ("up", "assigned") for v in checks.values()):
             return JSONResponse({"status": "ready", "checks": checks})
-        return JSONResponse(
-            {
-                "type": "urn:telecom-crm:problem:not-ready",
-                "title": "Not ready",
-                "status": 503,
-                "detail": ", ".join(f"{k} {v}" for k, v in checks.items() if v not in ("up", "assigned")),
-                "checks": checks,
-            },
-            status_code=503,
-            media_type=PROBLEM_JSON,
-        )
+        detail = ", ".join(f"{k} {v}" for k, v in checks.items() if v not in ("up", "assigned"))
+        return problem(503, "not-ready", "Not ready", detail, "/health/ready", checks=checks)
 
     router.add_api_route("/metrics", metrics_endpoint, summary="Prometheus metrics", response_class=Response)
     return router
@@ -194,7 +185,7 @@ async def _prepare_bus(rt: Runtime) -> None:
         try:
             if rt.settings.kafka.create_topics:
                 await ensure_topics(rt.settings.kafka.bootstrap, rt.contracts)
-            rt.broker_ready = True
+            rt.topics_ready = True
             return
         except asyncio.CancelledError:
             raise

@@ -193,3 +193,14 @@ def test_parse_event_refuses_a_broken_envelope_naming_the_field(envelope: dict, 
 def test_parse_event_refuses_bytes_that_are_not_an_event(raw: bytes):
     with pytest.raises(ContractViolation):
         parse_event(raw)
+
+
+def test_a_pattern_ends_at_the_end_of_the_string_as_json_schema_means_it():
+    contracts = load_contracts(find_contracts_dir())
+    data = json.loads(
+        (find_contracts_dir() / "examples/billing.subscription.activated.v1/individual_postpaid.json").read_text()
+    )
+    assert contracts.violations("billing.subscription.activated.v1", data) == []
+    for where, value in (("msisdn", data["msisdn"] + "\n"), ("customer_id", data["customer_id"] + "\n")):
+        broken = {**data, where: value}
+        assert [v.field for v in contracts.violations("billing.subscription.activated.v1", broken)] == [where]

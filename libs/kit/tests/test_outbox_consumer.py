@@ -87,9 +87,9 @@ class RecordingRunner(ConsumerRunner):
         super().__init__(*args, **kwargs)
         self.seen: list[tuple[int, int]] = []
 
-    async def process(self, record: Any) -> str:
-        self.seen.append((record.partition, record.offset))
-        return await super().process(record)
+    async def process_batch(self, records: list[Any]) -> None:
+        self.seen.extend((r.partition, r.offset) for r in records)
+        await super().process_batch(records)
 
 
 @dataclass

@@ -64,3 +64,8 @@ def test_any_aware_moment_is_converted_not_relabelled():
 
 def test_no_moment_shows_as_none():
     assert shanghai(None) is None
+
+
+def test_a_naive_time_is_refused_rather_than_guessed():
+    with pytest.raises(ValueError, match="naive"):
+        shanghai(datetime(2026, 11, 20, 9, 30))

@@ -110,7 +110,12 @@ async def test_a_service_migrates_provisions_relays_and_consumes(
     async with serve(make_app(settings, tmp_path, seen)) as base, httpx.AsyncClient(base_url=base, timeout=10) as c:
         assert (await c.get("/health/live")).json() == {"status": "up"}
         ready = await eventually(lambda: _ready(c), timeout=20)
-        assert ready["checks"] == {"database": "up", "broker": "up", "consumer:kit-svc-group": "assigned"}
+        assert ready["checks"] == {
+            "database": "up",
+            "broker": "up",
+            "topics": "up",
+            "consumer:kit-svc-group": "assigned",
+        }
 
         r = await c.post("/profiles/C1", headers={"X-Request-ID": "req-svc-1"})
         assert r.status_code == 201, r.text

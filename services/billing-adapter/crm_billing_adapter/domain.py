@@ -356,7 +356,7 @@ async def ingest(session: AsyncSession, contracts: Contracts, source: str, recor
         first = first_in_batch[c.boss_event_id]
         first_digest = first.digest if outcomes[first.index].status != "rejected" else ""
         outcomes[c.index] = _repeat(session, source, c, first_digest, records[c.index])
-    await stage(session, contracts, events)
+    await stage(session, contracts, events, data_validated=True)
     await session.flush()
     result.outcomes = [outcomes[i] for i in range(len(records))]
     return result

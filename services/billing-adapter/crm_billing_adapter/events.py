@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from crm_kit.events import CloudEvent, new_event
+from crm_kit.events import CloudEvent, new_event, parse_rfc3339
 
 SOURCE = "/crm/billing-adapter"
 BOSS_NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-4c1e-9a57-0b9c3d2e7f10")
@@ -16,15 +16,8 @@ def event_id_for(source: str, boss_event_id: str) -> str:
 
 
 def occurred_at(data: dict[str, Any]) -> datetime:
-    """When the change took effect. The contracts allow RFC 3339's lower-case `t`/`z`, which Python 3.11's
-    `fromisoformat` refuses; the upper-case spelling means the same instant."""
-    value = data["occurred_at"]
-    if not isinstance(value, str):
-        raise TypeError("occurred_at must be a string")
-    when = datetime.fromisoformat(value.upper())
-    if when.tzinfo is None:
-        raise ValueError("occurred_at has no zone offset")
-    return when
+    """When the change took effect in the BOSS."""
+    return parse_rfc3339(data["occurred_at"])
 
 
 def billing_event(source: str, event_type: str, data: dict[str, Any]) -> CloudEvent:

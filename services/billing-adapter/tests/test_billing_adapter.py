@@ -102,7 +102,7 @@ async def start(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[st
 
             async def ready() -> bool:
                 r = await http.get("/health/ready")
-                return r.status_code == 200 and app.state.runtime.broker_ready
+                return r.status_code == 200
 
             await eventually(ready, timeout=20)
             yield Adapter(http, kafka.bootstrap, settings)
@@ -770,7 +770,7 @@ async def test_health_and_metrics(adapter: Adapter, broker: EmbeddedBroker):
     assert (live.status_code, live.json()["status"]) == (200, "up")
     ready = await adapter.http.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "up", "broker": "up"}
+    assert ready.json()["checks"] == {"database": "up", "broker": "up", "topics": "up"}
 
     before = (await adapter.http.get("/metrics")).text
     assert (await adapter.push([record("resumed", "BOSS-MET-1")])).status_code == 202
@@ -796,7 +796,7 @@ async def test_health_and_metrics(adapter: Adapter, broker: EmbeddedBroker):
 
     broker.start()  # back on the same port
     back = await eventually(lambda: _ready(adapter), timeout=20)
-    assert back.json()["checks"] == {"database": "up", "broker": "up"}
+    assert back.json()["checks"] == {"database": "up", "broker": "up", "topics": "up"}
 
 
 async def _ready(adapter: Adapter) -> httpx.Response | None:

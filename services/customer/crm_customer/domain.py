@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.models import BillingAccount, Customer, Subscription
 from crm_kit.db import utcnow
+from crm_kit.events import parse_rfc3339
 
 LINE_STATUS_AFTER = {
     "billing.subscription.activated.v1": "active",
@@ -59,11 +60,6 @@ async def count_lines(session: AsyncSession, customer_id: str) -> LineCounts:
     return LineCounts(active=rows.get("active", 0), suspended=rows.get("suspended", 0), total=sum(rows.values()))
 
 
-def parse_time(value: str) -> datetime:
-    """An RFC 3339 time as the contracts allow it (`T`/`t`, `Z`/`z`); `fromisoformat` rejects the lower-case `z`."""
-    return datetime.fromisoformat(value.upper())
-
-
 async def apply_subscription_event(session: AsyncSession, event_type: str, data: dict[str, Any]) -> Change:
     """Apply one billing.subscription.* event.
 
@@ -71,7 +67,7 @@ async def apply_subscription_event(session: AsyncSession, event_type: str, data:
     not the line, not the customer's details, not the accounts.
     """
     now = utcnow()
-    occurred = parse_time(data["occurred_at"])
+    occurred = parse_rfc3339(data["occurred_at"])
     line = await session.get(Subscription, data["subscription_id"])
     if line is not None and occurred < line.last_event_at:
         owner = await session.get_one(Customer, line.customer_id)
