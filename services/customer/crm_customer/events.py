@@ -23,9 +23,10 @@ SUBSCRIPTION_EVENTS = [
 ]
 
 
-def profile_created(customer: Customer) -> CloudEvent:
+def _profile(event_type: str, customer: Customer, **data: object) -> CloudEvent:
+    """A customer.profile event: who the customer is now, plus what this kind of event adds."""
     return new_event(
-        "customer.profile.created.v1",
+        event_type,
         source=SOURCE,
         subject=customer.id,
         data={
@@ -34,26 +35,22 @@ def profile_created(customer: Customer) -> CloudEvent:
             "customer_type": customer.customer_type,
             "region": customer.region,
             "status": customer.status,
-            "created_at": _iso(customer.created_at),
+            **data,
         },
     )
 
 
+def profile_created(customer: Customer) -> CloudEvent:
+    return _profile("customer.profile.created.v1", customer, created_at=_iso(customer.created_at))
+
+
 def profile_updated(customer: Customer, lines: domain.LineCounts) -> CloudEvent:
-    return new_event(
+    return _profile(
         "customer.profile.updated.v1",
-        source=SOURCE,
-        subject=customer.id,
-        data={
-            "customer_id": customer.id,
-            "name": customer.name,
-            "customer_type": customer.customer_type,
-            "region": customer.region,
-            "status": customer.status,
-            "active_lines": lines.active,
-            "total_lines": lines.total,
-            "updated_at": _iso(customer.updated_at),
-        },
+        customer,
+        active_lines=lines.active,
+        total_lines=lines.total,
+        updated_at=_iso(customer.updated_at),
     )
 
 
