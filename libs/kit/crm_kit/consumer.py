@@ -88,6 +88,7 @@ class ConsumerRunner:
             rebalance_timeout_ms=k.rebalance_timeout_ms,
             request_timeout_ms=max(k.request_timeout_ms, k.session_timeout_ms + 1000),
             max_poll_records=self.settings.consumer_batch_size,
+            fetch_max_wait_ms=k.fetch_max_wait_ms,
         )
 
     async def run(self) -> None:

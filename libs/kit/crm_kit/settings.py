@@ -32,6 +32,7 @@ class KafkaSettings(BaseSettings):
     heartbeat_interval_ms: int = 500
     rebalance_timeout_ms: int = 1000
     request_timeout_ms: int = 10000
+    fetch_max_wait_ms: int = 100
 
 
 class AppSettings(BaseSettings):
