@@ -1,11 +1,12 @@
-"""customer app: TMF629 reads, and the consumer that keeps customers and lines in step with the BOSS."""
+"""customer app: TMF629 reads, consents and do-not-disturb, and the consumer that keeps customers and lines
+in step with the BOSS."""
 
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from crm_customer import events
-from crm_customer.api import router
+from crm_customer.api import consent_router, router
 from crm_customer.settings import Settings
 from crm_kit.events import load_contracts
 from crm_kit.service import create_service_app
@@ -17,9 +18,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         name="customer",
         title="CRM customer service",
-        description="Parties, accounts and lines (TMF629), fed by the BOSS's subscription events.",
+        description=(
+            "Parties, accounts and lines (TMF629), fed by the BOSS's subscription events; "
+            "consents and do-not-disturb (营销授权/免打扰)."
+        ),
         settings=settings,
         migrations=Path(__file__).parent / "migrations",
-        routers=[router],
+        routers=[router, consent_router],
         subscriptions=[events.subscription(contracts, settings.consumer_group)],
     )

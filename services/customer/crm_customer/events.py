@@ -1,4 +1,4 @@
-"""What the customer service consumes (billing.subscription) and publishes (customer.profile)."""
+"""What the customer service consumes (billing.subscription) and publishes (customer.profile: profile, consents)."""
 
 from collections.abc import Mapping
 from datetime import datetime
@@ -6,8 +6,9 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer import domain
-from crm_customer.models import Customer
+from crm_customer.models import Consent, Customer, DoNotDisturb
 from crm_kit.consumer import Handler, Subscription
+from crm_kit.db import utcnow
 from crm_kit.events import CloudEvent, Contracts, new_event
 from crm_kit.outbox import stage
 
@@ -51,6 +52,49 @@ def profile_updated(customer: Customer, lines: domain.LineCounts) -> CloudEvent:
         active_lines=lines.active,
         total_lines=lines.total,
         updated_at=_iso(customer.updated_at),
+    )
+
+
+CONSENT_CHANGED = "customer.profile.consent_changed.v1"
+DND_CHANGED = "customer.profile.dnd_changed.v1"
+
+
+def _dnd_state(dnd: DoNotDisturb | None) -> dict[str, object]:
+    """Do-not-disturb as in force now: an elapsed `until` reads as off."""
+    if dnd is None or not domain.dnd_active(dnd.enabled, dnd.until, utcnow()):
+        return {"enabled": False, "until": None}
+    return {"enabled": True, "until": _iso(dnd.until) if dnd.until else None}
+
+
+def consent_changed(consent: Consent, dnd: DoNotDisturb | None) -> CloudEvent:
+    return new_event(
+        CONSENT_CHANGED,
+        source=SOURCE,
+        subject=consent.customer_id,
+        data={
+            "customer_id": consent.customer_id,
+            "channel": consent.channel,
+            "purpose": consent.purpose,
+            "granted": consent.granted,
+            "source": consent.source,
+            "recorded_at": _iso(consent.recorded_at),
+            "do_not_disturb": _dnd_state(dnd),
+        },
+    )
+
+
+def dnd_changed(dnd: DoNotDisturb) -> CloudEvent:
+    return new_event(
+        DND_CHANGED,
+        source=SOURCE,
+        subject=dnd.customer_id,
+        data={
+            "customer_id": dnd.customer_id,
+            "enabled": dnd.enabled,
+            "until": _iso(dnd.until) if dnd.until else None,
+            "source": dnd.source,
+            "recorded_at": _iso(dnd.recorded_at),
+        },
     )
 
 
