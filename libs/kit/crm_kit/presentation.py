@@ -1,6 +1,7 @@
 """How personal data and times are shown: masked numbers (PIPL), Asia/Shanghai times."""
 
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -18,6 +19,11 @@ def mask_id_card(number: str | None) -> str | None:
     if not number or len(number) < 10:
         return number
     return f"{number[:6]}{'*' * (len(number) - 10)}{number[-4:]}"
+
+
+def yuan(fen: int) -> str:
+    """Integer fen as a decimal yuan string: 14900 → '149.00', -320 → '-3.20'. Never a float."""
+    return f"{Decimal(fen) / 100:.2f}"
 
 
 def shanghai(moment: datetime | None) -> str | None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai
+from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai, yuan
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,8 @@ def test_no_moment_shows_as_none():
 def test_a_naive_time_is_refused_rather_than_guessed():
     with pytest.raises(ValueError, match="naive"):
         shanghai(datetime(2026, 11, 20, 9, 30))
+
+
+@pytest.mark.parametrize(("fen", "shown"), [(14900, "149.00"), (5, "0.05"), (0, "0.00"), (-320, "-3.20")])
+def test_fen_are_shown_as_exact_yuan(fen, shown):
+    assert yuan(fen) == shown

@@ -1,9 +1,10 @@
-"""Routes: TMF629 Customer Management (read side), and a customer's consents and do-not-disturb (/api/v1)."""
+"""Routes: TMF629 Customer Management (read side); a customer's consents and do-not-disturb, billing summary,
+usage summary and interaction timeline (/api/v1)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -12,8 +13,20 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer import domain, events
-from crm_customer.models import BillingAccount, ConsentHistory, Customer, DoNotDisturb, Subscription
+from crm_customer.models import (
+    AccountStanding,
+    BillingAccount,
+    BillingPayment,
+    ConsentHistory,
+    Customer,
+    DoNotDisturb,
+    Subscription,
+    TimelineEntry,
+)
 from crm_customer.schemas import (
+    AccountStandingOut,
+    Amount,
+    BillingSummaryOut,
     Channel,
     ConsentHistoryOut,
     ConsentIn,
@@ -21,13 +34,19 @@ from crm_customer.schemas import (
     CustomerConsentsOut,
     DoNotDisturbIn,
     DoNotDisturbOut,
+    LastPaymentOut,
+    MonthSpendOut,
+    PaymentBehaviourOut,
     Purpose,
+    TimelineEntryOut,
+    TimelineKind,
     TmfCustomer,
+    UsageSummaryOut,
 )
 from crm_kit.db import utcnow
 from crm_kit.errors import InvalidInput, NotFound
 from crm_kit.outbox import stage
-from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai
+from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai, yuan
 from crm_kit.service import DbSession, RuntimeDep
 
 BASE = "/tmf-api/customerManagement/v4"
@@ -40,7 +59,7 @@ FIELDS = set(TmfCustomer.model_json_schema(by_alias=True)["properties"])
 def _fee(fen: int | None) -> dict[str, Any] | None:
     if fen is None:
         return None
-    return {"unit": "CNY", "value": f"{Decimal(fen) / 100:.2f}", "valueFen": fen}
+    return {"unit": "CNY", "value": yuan(fen), "valueFen": fen}
 
 
 def customer_resource(customer: Customer, accounts: list[BillingAccount], lines: list[Subscription]) -> dict[str, Any]:
@@ -326,7 +345,7 @@ async def put_consent(
     )
     state = await domain.load_consents(session, customer_id)
     if change.changed:
-        await stage(session, rt.contracts, [events.consent_changed(change.consent, state.dnd)])
+        await stage(session, rt.contracts, [events.consent_changed(change.consent, state.dnd, change.event_id)])
     return consent_out(next(v for v in state.items if (v.channel, v.purpose) == (channel, purpose)))
 
 
@@ -348,5 +367,131 @@ async def put_do_not_disturb(
         actor=actor,
     )
     if change.changed:
-        await stage(session, rt.contracts, [events.dnd_changed(change.dnd)])
+        await stage(session, rt.contracts, [events.dnd_changed(change.dnd, change.event_id)])
     return dnd_out(change.dnd, domain.dnd_active(change.dnd.enabled, change.dnd.until, utcnow()))
+
+
+# --- billing projections (ARPU, payment behaviour, activity) and the interaction timeline ---------------------
+
+billing_router = APIRouter(prefix=CONSENTS_BASE, tags=["Billing and timeline"])
+
+
+def amount(fen: int | None) -> Amount | None:
+    return None if fen is None else Amount(fen=fen, yuan=yuan(fen))
+
+
+def _amount(fen: int) -> Amount:
+    return Amount(fen=fen, yuan=yuan(fen))
+
+
+def account_out(standing: AccountStanding) -> AccountStandingOut:
+    return AccountStandingOut(
+        account_id=standing.account_id,
+        collection_status=standing.collection_status,
+        collection_status_at=shanghai(standing.collection_status_at),
+        collection_outstanding=amount(standing.collection_outstanding_fen),
+        credit_limit=amount(standing.credit_limit_fen),
+        credit_limit_at=shanghai(standing.credit_limit_at),
+    )
+
+
+def last_payment_out(payment: BillingPayment | None) -> LastPaymentOut | None:
+    if payment is None:
+        return None
+    return LastPaymentOut(
+        kind=payment.kind,  # type: ignore[arg-type]
+        id=payment.id,
+        amount=_amount(payment.amount_fen),
+        channel=payment.channel,
+        invoice_id=payment.invoice_id,
+        at=shanghai(payment.at) or "",
+    )
+
+
+@billing_router.get(
+    "/billing-summary",
+    summary="ARPU, spend trend, payment behaviour, arrears, collection status and credit limit (账单/缴费画像)",
+    responses=PROBLEMS,
+)
+async def get_billing_summary(customer_id: ExistingCustomer, session: DbSession) -> BillingSummaryOut:
+    s = await domain.billing_summary(session, customer_id)
+    limits = [a.credit_limit_fen for a in s.accounts if a.credit_limit_fen is not None]
+    return BillingSummaryOut(
+        customer_id=customer_id,
+        arpu=amount(s.arpu_fen),
+        arpu_months=s.arpu_months,
+        spend_trend=[
+            MonthSpendOut(billing_period=m.billing_period, amount_due=_amount(m.amount_due_fen), invoices=m.invoices)
+            for m in s.trend
+        ],
+        payment=PaymentBehaviourOut(
+            status=s.payment_status,  # type: ignore[arg-type]
+            invoices_paid_on_time=s.paid_on_time,
+            invoices_paid_late=s.paid_late,
+            invoices_unpaid=s.unpaid,
+            overdue_invoices=s.overdue_invoices,
+            outstanding=_amount(s.outstanding_fen),
+            failed_payments=s.failed_payments,
+            last_payment=last_payment_out(s.last_payment),
+        ),
+        collection_status=domain.worst_collection_status([a.collection_status for a in s.accounts]),
+        credit_limit=amount(sum(limits)) if limits else None,
+        accounts=[account_out(a) for a in s.accounts],
+    )
+
+
+@billing_router.get(
+    "/usage-summary", summary="Activity over the last 30 days: voice, SMS, data, roaming (用量)", responses=PROBLEMS
+)
+async def get_usage_summary(
+    customer_id: ExistingCustomer,
+    session: DbSession,
+    as_of: Annotated[
+        date | None, Query(description="Last day of the 30-day window, China Standard Time (default: today)")
+    ] = None,
+) -> UsageSummaryOut:
+    a = await domain.usage_summary(session, customer_id, as_of or domain.shanghai_today())
+    return UsageSummaryOut(
+        customer_id=customer_id,
+        from_date=a.first_day.isoformat(),
+        to_date=a.last_day.isoformat(),
+        days=domain.ACTIVITY_DAYS,
+        voice_minutes=a.voice_minutes,
+        sms_count=a.sms_count,
+        data_mb=a.data_mb,
+        roaming_voice_minutes=a.roaming_voice_minutes,
+        roaming_data_mb=a.roaming_data_mb,
+        days_active=a.days_active,
+        roaming_days=a.roaming_days,
+        active_lines=a.lines,
+    )
+
+
+def timeline_out(entry: TimelineEntry) -> TimelineEntryOut:
+    return TimelineEntryOut(
+        id=entry.seq,
+        customer_id=entry.customer_id,
+        occurred_at=shanghai(entry.occurred_at) or "",
+        kind=entry.kind,  # type: ignore[arg-type]
+        type=entry.type,
+        summary=entry.summary,
+        source_event_id=entry.source_event_id,
+    )
+
+
+@billing_router.get(
+    "/timeline",
+    summary="The customer's interactions, newest first (客户接触历史)",
+    response_model=list[TimelineEntryOut],
+    responses=PROBLEMS,
+)
+async def get_timeline(
+    customer_id: ExistingCustomer,
+    session: DbSession,
+    kind: Annotated[TimelineKind | None, Query(description="Only this kind of interaction")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    total, page = await domain.timeline(session, customer_id, kind, offset, limit)
+    items = [timeline_out(e).model_dump(mode="json") for e in page]
+    return JSONResponse(items, headers={"X-Total-Count": str(total), "X-Result-Count": str(len(items))})

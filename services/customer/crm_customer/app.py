@@ -6,7 +6,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from crm_customer import events
-from crm_customer.api import consent_router, router
+from crm_customer.api import billing_router, consent_router, router
 from crm_customer.settings import Settings
 from crm_kit.events import load_contracts
 from crm_kit.service import create_service_app
@@ -20,10 +20,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="CRM customer service",
         description=(
             "Parties, accounts and lines (TMF629), fed by the BOSS's subscription events; "
-            "consents and do-not-disturb (营销授权/免打扰)."
+            "consents and do-not-disturb (营销授权/免打扰); billing projections (ARPU, payment behaviour, "
+            "30-day activity) and the interaction timeline, fed by the BOSS's billing events."
         ),
         settings=settings,
         migrations=Path(__file__).parent / "migrations",
-        routers=[router, consent_router],
+        routers=[router, consent_router, billing_router],
         subscriptions=[events.subscription(contracts, settings.consumer_group)],
     )

@@ -1,4 +1,4 @@
-"""What the customer service consumes (billing.subscription) and publishes (customer.profile: profile, consents)."""
+"""What the customer service consumes (billing.*) and publishes (customer.profile: profile, consents)."""
 
 from collections.abc import Mapping
 from datetime import datetime
@@ -9,7 +9,7 @@ from crm_customer import domain
 from crm_customer.models import Consent, Customer, DoNotDisturb
 from crm_kit.consumer import Handler, Subscription
 from crm_kit.db import utcnow
-from crm_kit.events import CloudEvent, Contracts, new_event
+from crm_kit.events import CloudEvent, Contracts, new_event, parse_rfc3339
 from crm_kit.outbox import stage
 
 SOURCE = "/crm/customer"
@@ -55,8 +55,8 @@ def profile_updated(customer: Customer, lines: domain.LineCounts) -> CloudEvent:
     )
 
 
-CONSENT_CHANGED = "customer.profile.consent_changed.v1"
-DND_CHANGED = "customer.profile.dnd_changed.v1"
+CONSENT_CHANGED = domain.CONSENT_CHANGED
+DND_CHANGED = domain.DND_CHANGED
 
 
 def _dnd_state(dnd: DoNotDisturb | None) -> dict[str, object]:
@@ -66,11 +66,12 @@ def _dnd_state(dnd: DoNotDisturb | None) -> dict[str, object]:
     return {"enabled": True, "until": _iso(dnd.until) if dnd.until else None}
 
 
-def consent_changed(consent: Consent, dnd: DoNotDisturb | None) -> CloudEvent:
+def consent_changed(consent: Consent, dnd: DoNotDisturb | None, event_id: str | None = None) -> CloudEvent:
     return new_event(
         CONSENT_CHANGED,
         source=SOURCE,
         subject=consent.customer_id,
+        event_id=event_id,
         data={
             "customer_id": consent.customer_id,
             "channel": consent.channel,
@@ -83,11 +84,12 @@ def consent_changed(consent: Consent, dnd: DoNotDisturb | None) -> CloudEvent:
     )
 
 
-def dnd_changed(dnd: DoNotDisturb) -> CloudEvent:
+def dnd_changed(dnd: DoNotDisturb, event_id: str | None = None) -> CloudEvent:
     return new_event(
         DND_CHANGED,
         source=SOURCE,
         subject=dnd.customer_id,
+        event_id=event_id,
         data={
             "customer_id": dnd.customer_id,
             "enabled": dnd.enabled,
@@ -103,8 +105,20 @@ def _iso(moment: datetime) -> str:
 
 
 def subscription(contracts: Contracts, group: str) -> Subscription:
+    """billing.subscription.* shape customers and lines; billing.{usage,invoice,payment,account}.* feed the billing
+    projections; every one of them becomes a row of the customer's timeline."""
+
     async def on_subscription_event(session: AsyncSession, event: CloudEvent) -> None:
         change = await domain.apply_subscription_event(session, event.type, event.data)
+        await domain.add_to_timeline(
+            session,
+            change.customer.id,
+            occurred_at=parse_rfc3339(event.data["occurred_at"]),
+            kind="billing",
+            event_type=event.type,
+            summary=domain.billing_summary_line(event.type, event.data),
+            source_event_id=event.id,
+        )
         published = []
         if change.created:
             published.append(profile_created(change.customer))
@@ -112,5 +126,13 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
             published.append(profile_updated(change.customer, change.lines))
         await stage(session, contracts, published)
 
-    handlers: Mapping[str, Handler] = dict.fromkeys(SUBSCRIPTION_EVENTS, on_subscription_event)
+    async def on_billing_event(session: AsyncSession, event: CloudEvent) -> None:
+        change = await domain.apply_billing_event(session, event.id, event.type, event.data)
+        if change.created:
+            await stage(session, contracts, [profile_created(change.customer)])
+
+    handlers: Mapping[str, Handler] = {
+        **dict.fromkeys(SUBSCRIPTION_EVENTS, on_subscription_event),
+        **dict.fromkeys(domain.BILLING_EVENTS, on_billing_event),
+    }
     return Subscription(group=group, handlers=handlers)

@@ -34,7 +34,7 @@ BOSS_NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-4c1e-9a57-0b9c3d2e7f10")
 
 
 class Boss:
-    """Builds billing.subscription.* CloudEvents as the billing-adapter's relay puts them on the bus:
+    """Builds billing.* CloudEvents as the billing-adapter's relay puts them on the bus:
     data carries `boss_event_id`, the event id is derived from it, `subject` and key are the customer id,
     `time` is when the change took effect."""
 
@@ -79,6 +79,28 @@ class Boss:
     async def send_raw(self, key: str, *values: bytes) -> None:
         """Records that may not even be JSON, keyed by customer id."""
         await publish(self.bootstrap, TOPIC, [(key, v) for v in values])
+
+    def billing(self, event_type: str, data: dict[str, Any], *, event_id: str | None = None) -> CloudEvent:
+        """Any billing.* event (usage, invoice, payment, account) as the relay publishes it."""
+        data = {"boss_event_id": f"BOSS-EVT:T:{next(self._seq):06d}", **data}
+        return new_event(
+            event_type,
+            source=ADAPTER_SOURCE,
+            subject=data["customer_id"],
+            data=data,
+            event_id=event_id or str(uuid.uuid5(BOSS_NAMESPACE, f"boss/{data['boss_event_id']}")),
+            time=_effective_time(data.get("occurred_at")),
+        )
+
+    def billing_example(self, event_type: str, name: str, **changes: Any) -> CloudEvent:
+        """The contract's example `name` of a billing.* type, with a fresh boss_event_id (`changes` override data)."""
+        data = {k: v for k, v in self.example(event_type, name).items() if k != "boss_event_id"}
+        return self.billing(event_type, {**data, **changes})
+
+    async def send_billing(self, *events: CloudEvent) -> None:
+        """Publish each event on its own topic (billing.invoice, billing.payment, …), keyed by customer id, in order."""
+        for topic, run in itertools.groupby(events, key=lambda e: e.topic):
+            await publish(self.bootstrap, topic, [(e.subject or "", e.to_json().encode()) for e in run])
 
     def from_example(self, event_type: str, name: str, **changes: Any) -> CloudEvent:
         """The contract's example `name` of `event_type` as the relay would publish it (`changes` override data)."""
