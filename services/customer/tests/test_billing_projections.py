@@ -343,7 +343,7 @@ async def test_the_timeline_is_newest_first_paged_and_filtered_by_kind(service, 
     assert all(r["customer_id"] == cid and r["source_event_id"] for r in rows)
 
     # The consent rows name the customer.profile events that announced the changes
-    published = await service.profile_events(expect=3)
+    published = await service.profile_events(expect=4)  # created, updated, consent, dnd
     profile_ids = {e.id for _, e in published if e.type.endswith(("consent_changed.v1", "dnd_changed.v1"))}
     assert {rows[0]["source_event_id"], rows[1]["source_event_id"]} == profile_ids
 
