@@ -154,13 +154,6 @@ class ConsumerRunner:
         for (record, event), outcome in zip(admitted, outcomes, strict=True):
             self.metrics.consumed.labels(record.topic, event.type, outcome).inc()
 
-    async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
-        """Handle one record; returns the outcome: applied, duplicate, ignored or dead-lettered."""
-        event = await self._admit(record)
-        if event is None:
-            return "skipped"
-        return await self._apply_one(record, event)
-
     async def _admit(self, record: ConsumerRecord[bytes, bytes]) -> CloudEvent | None:
         """The event, if this runner handles it and it keeps its contract; a broken one is dead-lettered."""
         try:
