@@ -5,7 +5,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_customer import domain
+from crm_customer.domain import billing, consents, lines, timeline
 from crm_customer.models import Consent, Customer, DoNotDisturb
 from crm_kit.consumer import Handler, Subscription
 from crm_kit.db import utcnow
@@ -45,7 +45,7 @@ def profile_created(customer: Customer) -> CloudEvent:
     return _profile("customer.profile.created.v1", customer, created_at=_iso(customer.created_at))
 
 
-def profile_updated(customer: Customer, lines: domain.LineCounts) -> CloudEvent:
+def profile_updated(customer: Customer, lines: lines.LineCounts) -> CloudEvent:
     return _profile(
         "customer.profile.updated.v1",
         customer,
@@ -55,13 +55,13 @@ def profile_updated(customer: Customer, lines: domain.LineCounts) -> CloudEvent:
     )
 
 
-CONSENT_CHANGED = domain.CONSENT_CHANGED
-DND_CHANGED = domain.DND_CHANGED
+CONSENT_CHANGED = consents.CONSENT_CHANGED
+DND_CHANGED = consents.DND_CHANGED
 
 
 def _dnd_state(dnd: DoNotDisturb | None) -> dict[str, object]:
     """Do-not-disturb as in force now: an elapsed `until` reads as off."""
-    if dnd is None or not domain.dnd_active(dnd.enabled, dnd.until, utcnow()):
+    if dnd is None or not consents.dnd_active(dnd.enabled, dnd.until, utcnow()):
         return {"enabled": False, "until": None}
     return {"enabled": True, "until": _iso(dnd.until) if dnd.until else None}
 
@@ -109,14 +109,14 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
     projections; every one of them becomes a row of the customer's timeline."""
 
     async def on_subscription_event(session: AsyncSession, event: CloudEvent) -> None:
-        change = await domain.apply_subscription_event(session, event.type, event.data)
-        await domain.add_to_timeline(
+        change = await lines.apply_subscription_event(session, event.type, event.data)
+        await timeline.add_to_timeline(
             session,
             change.customer.id,
             occurred_at=parse_rfc3339(event.data["occurred_at"]),
             kind="billing",
             event_type=event.type,
-            summary=domain.billing_summary_line(event.type, event.data),
+            summary=billing.billing_summary_line(event.type, event.data),
             source_event_id=event.id,
         )
         published = []
@@ -127,12 +127,12 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
         await stage(session, contracts, published)
 
     async def on_billing_event(session: AsyncSession, event: CloudEvent) -> None:
-        change = await domain.apply_billing_event(session, event.id, event.type, event.data)
+        change = await billing.apply_billing_event(session, event.id, event.type, event.data)
         if change.created:
             await stage(session, contracts, [profile_created(change.customer)])
 
     handlers: Mapping[str, Handler] = {
         **dict.fromkeys(SUBSCRIPTION_EVENTS, on_subscription_event),
-        **dict.fromkeys(domain.BILLING_EVENTS, on_billing_event),
+        **dict.fromkeys(billing.BILLING_EVENTS, on_billing_event),
     }
     return Subscription(group=group, handlers=handlers)

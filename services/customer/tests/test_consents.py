@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crm_customer import domain
+from crm_customer.domain import consents
 from crm_kit.events import CloudEvent
 
 CONSENT_CHANGED = "customer.profile.consent_changed.v1"
@@ -87,7 +87,7 @@ async def test_without_a_record_marketing_is_not_consented_and_service_is(servic
 
     assert state["customer_id"] == cid
     assert state["href"] == f"{base(cid)}/consents"
-    assert len(state["consents"]) == len(domain.CHANNELS) * len(domain.PURPOSES) == 8
+    assert len(state["consents"]) == len(consents.CHANNELS) * len(consents.PURPOSES) == 8
     for c in state["consents"]:
         marketing = c["purpose"] == "marketing"
         assert c["granted"] is not marketing
@@ -410,13 +410,13 @@ async def test_bad_input_is_refused_with_problem_json_naming_the_field_and_chang
 )
 def test_do_not_disturb_is_in_force_while_enabled_and_before_until(enabled, until, active):
     now = datetime(2027, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
-    assert domain.dnd_active(enabled, until, now) is active
+    assert consents.dnd_active(enabled, until, now) is active
 
 
 def test_marketing_is_opt_in_and_do_not_disturb_silences_marketing_only():
-    assert domain.default_granted("marketing") is False
-    assert domain.default_granted("service") is True
-    assert domain.contactable("marketing", granted=True, dnd_on=False) is True
-    assert domain.contactable("marketing", granted=True, dnd_on=True) is False
-    assert domain.contactable("service", granted=True, dnd_on=True) is True
-    assert domain.contactable("service", granted=False, dnd_on=False) is False
+    assert consents.default_granted("marketing") is False
+    assert consents.default_granted("service") is True
+    assert consents.contactable("marketing", granted=True, dnd_on=False) is True
+    assert consents.contactable("marketing", granted=True, dnd_on=True) is False
+    assert consents.contactable("service", granted=True, dnd_on=True) is True
+    assert consents.contactable("service", granted=False, dnd_on=False) is False

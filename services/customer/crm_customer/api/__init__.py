@@ -1,0 +1,1 @@
+"""The customer service's routes, one module per concern."""

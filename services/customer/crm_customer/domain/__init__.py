@@ -1,0 +1,1 @@
+"""The customer rules, one module per concern; plain functions and classes, no HTTP."""
