@@ -29,7 +29,7 @@ from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.db import Database, outbox_table
 from crm_kit.settings import KafkaSettings
-from crm_kit.testing import serve
+from crm_kit.testing import bearer, serve
 from tests.boss import activation
 
 BATCHES = 4
@@ -56,7 +56,7 @@ async def bench(folder: Path) -> dict[str, str]:
             gw = GatewaySettings(customer_url=customer_url, billing_adapter_url=adapter_url, log_level="WARNING")
             async with (
                 serve(gateway_app(gw)) as gateway_url,
-                httpx.AsyncClient(base_url=gateway_url, timeout=120) as client,
+                httpx.AsyncClient(base_url=gateway_url, timeout=120, headers=bearer()) as client,
             ):
                 while (await client.get("/health/ready")).status_code != 200:
                     await asyncio.sleep(0.2)

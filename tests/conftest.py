@@ -17,7 +17,7 @@ from crm_gateway.app import create_app as gateway_app
 from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import free_port
 from crm_kit.settings import KafkaSettings
-from crm_kit.testing import serve
+from crm_kit.testing import bearer, serve
 
 
 @dataclass
@@ -52,5 +52,5 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
                 )
             )
         )
-        client = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=15))
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=15, headers=bearer()))
         yield System(client, customer_settings, customer_port, stack)

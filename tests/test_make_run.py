@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from crm_kit.broker import free_port, port_open
+from crm_kit.testing import bearer
 from tests.boss import activation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_
             time.sleep(0.3)
         output = (tmp_path / "stack.out").read_text()
         assert "demo population: 20 customers" in output
-        gateway = httpx.Client(base_url=f"http://127.0.0.1:{ports['GATEWAY']}", timeout=10)
+        gateway = httpx.Client(base_url=f"http://127.0.0.1:{ports['GATEWAY']}", timeout=10, headers=bearer())
         loaded = time.monotonic()
         while gateway.get("/tmf-api/customerManagement/v4/customer").headers["x-total-count"] != "20":
             assert time.monotonic() - loaded < 30, "the demo customers did not reach the customer service"

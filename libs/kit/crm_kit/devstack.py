@@ -14,15 +14,18 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crm_kit.auth import issue_token
 from crm_kit.broker import EmbeddedBroker, port_open
 from crm_kit.dlq import replay_dead_letters
-from crm_kit.settings import KafkaSettings
+from crm_kit.settings import AuthSettings, KafkaSettings
 from crm_kit.simulator import Population, records
 
 cli = typer.Typer(help="Telecom CRM developer commands.", no_args_is_help=True, add_completion=False)
@@ -192,7 +195,8 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
             f"  customer svc   http://127.0.0.1:{s.customer_port}/docs\n"
             f"  billing svc    http://127.0.0.1:{s.billing_adapter_port}/docs\n"
             f"  metrics        http://127.0.0.1:<port>/metrics    logs: {logs}/\n"
-            f"  credentials    none yet: authentication arrives with the gateway's auth work\n"
+            f"  credentials    a 12-hour dev token (agent, supervisor; pii:read) — or mint one: uv run crm-dev token\n"
+            f"                 Authorization: Bearer {dev_token()}\n"
             f"Ctrl-C stops everything."
         )
         while not stopping:
@@ -217,6 +221,26 @@ def demo(gateway: str = "http://127.0.0.1:8000", customers: int = 200) -> None:
     """Push the demo population to a running gateway (idempotent)."""
     accepted, duplicates = load_demo(gateway, customers)
     typer.echo(f"{accepted} accepted, {duplicates} duplicates")
+
+
+def dev_token(
+    subject: str = "dev-supervisor",
+    roles: tuple[str, ...] = ("agent", "supervisor"),
+    scopes: tuple[str, ...] = ("pii:read",),
+) -> str:
+    return issue_token(AuthSettings(), subject, roles=roles, scopes=scopes, ttl=timedelta(hours=12), name=subject)
+
+
+@cli.command()
+def token(
+    subject: str = typer.Option("dev-supervisor", help="The user id the token names"),
+    role: Annotated[
+        list[str] | None, typer.Option(help="A role (repeat); default agent, supervisor")
+    ] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="A permission (repeat for several); default pii:read")] = None,
+) -> None:
+    """Print a 12-hour access token signed with the local (dev) key, for curl and the API docs."""
+    typer.echo(dev_token(subject, tuple(role or ("agent", "supervisor")), tuple(scope or ("pii:read",))))
 
 
 @cli.command("dlq-replay")

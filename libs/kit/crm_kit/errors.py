@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
@@ -23,6 +23,7 @@ class CrmError(Exception):
     status = 500
     slug = "internal"
     title = "Internal error"
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -41,6 +42,19 @@ class MalformedBody(CrmError):
     status = 400
     slug = "malformed-body"
     title = "The request body cannot be parsed"
+
+
+class Unauthenticated(CrmError):
+    status = 401
+    slug = "unauthenticated"
+    title = "Credentials are missing or not valid"
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": 'Bearer realm="telecom-crm"'}
+
+
+class Forbidden(CrmError):
+    status = 403
+    slug = "forbidden"
+    title = "The caller may not do this"
 
 
 class NotFound(CrmError):
@@ -117,7 +131,9 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 async def _crm_error(request: Request, exc: CrmError) -> JSONResponse:
-    return problem(exc.status, exc.slug, exc.title, exc.detail, request.url.path, field=exc.field, **exc.extra)
+    return problem(
+        exc.status, exc.slug, exc.title, exc.detail, request.url.path, field=exc.field, headers=exc.headers, **exc.extra
+    )
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

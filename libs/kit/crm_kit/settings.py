@@ -35,6 +35,21 @@ class KafkaSettings(BaseSettings):
     fetch_max_wait_ms: int = 100
 
 
+class AuthSettings(BaseSettings):
+    """How callers prove who they are (`CRM_AUTH_*`): JWTs the gateway issues and every service verifies.
+
+    The default secret is for a laptop only; production sets `CRM_AUTH_JWT_SECRET` (or moves to RS256 keys).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CRM_AUTH_", extra="ignore")
+
+    jwt_secret: str = "dev-only-not-a-secret-change-me-in-production"  # noqa: S105 - the laptop default
+    jwt_algorithm: str = "HS256"
+    issuer: str = "telecom-crm"
+    audience: str = "telecom-crm"
+    leeway_seconds: int = 30
+
+
 class AppSettings(BaseSettings):
     """What every HTTP app has, the gateway included."""
 
@@ -51,6 +66,7 @@ class ServiceSettings(AppSettings):
     database_url: str = "sqlite+aiosqlite:///var/crm.db"
     auto_migrate: bool = True
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     contracts_dir: Path = Field(default_factory=find_contracts_dir)
     outbox_batch_size: int = 500
     outbox_poll_seconds: float = 0.5

@@ -23,8 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from crm_kit.auth import issue_token
 from crm_kit.broker import EmbeddedBroker, free_port
-from crm_kit.settings import KafkaSettings
+from crm_kit.settings import AuthSettings, KafkaSettings
 
 T = TypeVar("T")
 
@@ -145,3 +146,11 @@ async def publish(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) 
             await producer.send_and_wait(topic, value, key=key.encode())
     finally:
         await producer.stop()
+
+
+def bearer(
+    subject: str = "agent-0001", roles: tuple[str, ...] = ("agent",), scopes: tuple[str, ...] = (), **claims: Any
+) -> dict[str, str]:
+    """An Authorization header with a token signed by the default (test) key."""
+    token = issue_token(AuthSettings(), subject, roles=roles, scopes=scopes, **claims)
+    return {"Authorization": f"Bearer {token}"}

@@ -1,13 +1,32 @@
-"""Tables the customer service owns: customers, billing accounts, subscriptions (lines), consents and do-not-disturb;
-its projections of the BOSS's billing events (bills, payments, arrears, account standing, daily usage); and the
-customer's interaction timeline."""
+"""Tables the customer service owns: parties, billing accounts and lines; consents; segments; key accounts; the
+privacy records; and its projections of the other systems' events (billing, tickets, scores, campaign contacts)."""
 
 from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crm_kit.db import NAMING, BigId, UtcDateTime
+
+
+def SearchKey(length: int) -> String:
+    """A column searched by prefix: byte order ("C" collation) on PostgreSQL so a range scan on the index finds
+    every value that starts with the prefix, whatever the database's locale."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
 
 
 class Base(DeclarativeBase):
@@ -27,6 +46,19 @@ class Customer(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    name_key: Mapped[str | None] = mapped_column(SearchKey(200), index=True, doc="name case-folded, for search")
+    source: Mapped[str] = mapped_column(String(16), default="boss", doc="boss: learnt from the feed; crm: entered")
+    gender: Mapped[str | None] = mapped_column(String(8))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    registration_no: Mapped[str | None] = mapped_column(
+        SearchKey(32), index=True, doc="organisation: unified social credit code (统一社会信用代码)"
+    )
+    industry: Mapped[str | None] = mapped_column(String(64))
+    key_account: Mapped[bool] = mapped_column(Boolean, default=False, index=True, doc="大客户")
+    key_account_tier: Mapped[str | None] = mapped_column(String(16), doc="strategic, gold, silver")
+    account_manager: Mapped[str | None] = mapped_column(String(128), index=True, doc="客户经理: the user id")
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="pseudonymised on the customer's request")
+    merged_into: Mapped[str | None] = mapped_column(String(64), index=True, doc="the surviving duplicate")
 
 
 class BillingAccount(Base):
@@ -37,6 +69,13 @@ class BillingAccount(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    name: Mapped[str | None] = mapped_column(String(200))
+    account_type: Mapped[str] = mapped_column(String(16), default="individual", doc="individual, group, branch")
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("billing_account.id"), index=True, doc="group customer → branch accounts (集团→分支)"
+    )
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Subscription(Base):
@@ -217,3 +256,222 @@ class TimelineEntry(Base):
     summary: Mapped[str] = mapped_column(String(500))
     source_event_id: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- the party model beyond the BOSS feed: contact media, characteristics ------------------------------------------
+
+
+class ContactMedium(Base):
+    """A way to reach the customer (联系方式) entered in the CRM: email, phone, postal address, ..."""
+
+    __tablename__ = "contact_medium"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), index=True)
+    medium_type: Mapped[str] = mapped_column(String(16), doc="mobile, email, phone, postal, fax")
+    value: Mapped[str] = mapped_column(String(300))
+    preferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CustomerCharacteristic(Base):
+    """A named attribute of the customer (TMF `characteristic`) the CRM keeps beyond its own columns."""
+
+    __tablename__ = "customer_characteristic"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
+    value_type: Mapped[str] = mapped_column(String(16), default="string")
+
+
+# --- what segments and the 360 view read: one row of facts per customer -------------------------------------------
+
+
+class CustomerMetrics(Base):
+    """The customer's current facts (客户画像指标), kept in step as events arrive, and the built-in tiers derived
+    from them. One flat row per customer so a segment rule over a million customers is one indexed scan."""
+
+    __tablename__ = "customer_metrics"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    arpu_fen: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    prev_arpu_fen: Mapped[int | None] = mapped_column(BigInteger, doc="ARPU of the three months before")
+    outstanding_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    overdue_invoices: Mapped[int] = mapped_column(Integer, default=0)
+    active_lines: Mapped[int] = mapped_column(Integer, default=0)
+    total_lines: Mapped[int] = mapped_column(Integer, default=0)
+    first_activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="tenure (在网时长) starts here")
+    voice_minutes_30d: Mapped[int] = mapped_column(Integer, default=0)
+    sms_30d: Mapped[int] = mapped_column(Integer, default=0)
+    data_mb_30d: Mapped[int] = mapped_column(Integer, default=0)
+    days_active_30d: Mapped[int] = mapped_column(Integer, default=0)
+    last_active_on: Mapped[date | None] = mapped_column(Date)
+    open_tickets: Mapped[int] = mapped_column(Integer, default=0)
+    last_csat: Mapped[int | None] = mapped_column(Integer)
+    churn_score: Mapped[Decimal | None] = mapped_column(Numeric(5, 4), index=True)
+    bad_debt_score: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    value_tier: Mapped[str | None] = mapped_column(String(8), index=True, doc="high, mid, low (价值分层)")
+    activity_tier: Mapped[str | None] = mapped_column(String(8), index=True, doc="high, mid, low, dormant")
+    lifecycle_stage: Mapped[str | None] = mapped_column(
+        String(12), index=True, doc="new, growing, stable, declining, at_risk, churned (生命周期)"
+    )
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class TierCutoff(Base):
+    """A threshold the built-in tiers use, recomputed from the population (e.g. the ARPU at the 80th percentile)."""
+
+    __tablename__ = "tier_cutoff"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+    population: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Segment(Base):
+    """A group of customers (客户群): built in (a tier) or defined by a rule over profile and projected facts."""
+
+    __tablename__ = "segment"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(8), doc="builtin or rule")
+    rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
+    evaluated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SegmentMember(Base):
+    """A customer in a rule segment, since when."""
+
+    __tablename__ = "segment_member"
+
+    segment_id: Mapped[str] = mapped_column(ForeignKey("segment.id"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), primary_key=True, index=True)
+    since: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- key accounts (大客户) ---------------------------------------------------------------------------------------
+
+
+class KeyAccountAssignment(Base):
+    """Every change of a key account's manager or tier: from whom, to whom, why, by whom."""
+
+    __tablename__ = "key_account_assignment"
+    __table_args__ = (Index("ix_key_account_assignment_customer_seq", "customer_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"))
+    from_manager: Mapped[str | None] = mapped_column(String(128))
+    to_manager: Mapped[str | None] = mapped_column(String(128))
+    tier: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    changed_by: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- privacy (PIPL): who saw personal data, erasures, merges ------------------------------------------------------
+
+
+class PiiAccess(Base):
+    """An unmasked read of personal data (敏感信息查看): who, what, when, why. Append-only."""
+
+    __tablename__ = "pii_access"
+    __table_args__ = (Index("ix_pii_access_customer_at", "customer_id", "at"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(128), index=True)
+    roles: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[str] = mapped_column(String(200), doc="which personal fields were shown unmasked")
+    reason: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(200), doc="method and path")
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class CustomerErasure(Base):
+    """The customer was pseudonymised at their request (删除权): kept so the erasure is provable and not undone."""
+
+    __tablename__ = "customer_erasure"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(300))
+    erased_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CustomerMerge(Base):
+    """A duplicate customer folded into the survivor (客户合并): its accounts, lines and history moved over."""
+
+    __tablename__ = "customer_merge"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    survivor_id: Mapped[str] = mapped_column(String(64), index=True)
+    merged_id: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str | None] = mapped_column(String(300))
+    merged_by: Mapped[str] = mapped_column(String(128))
+    merged_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- projections of the other services' events: tickets, scores, campaign contacts -------------------------------
+
+
+class TicketView(Base):
+    """A complaint or trouble ticket (投诉/故障单) about the customer, as ticketing last reported it."""
+
+    __tablename__ = "ticket_view"
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), index=True)
+    ticket_type: Mapped[str | None] = mapped_column(String(16), doc="complaint, trouble, inquiry")
+    category: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24), doc="TMF621 state: acknowledged, inProgress, resolved, closed, ...")
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sla_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    csat_score: Mapped[int | None] = mapped_column(Integer, doc="1-5, from the satisfaction survey (满意度)")
+    last_event_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RiskScore(Base):
+    """The latest churn (离网) or bad-debt (坏账) score of the customer, with the reasons the model gave."""
+
+    __tablename__ = "risk_score"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    model_kind: Mapped[str] = mapped_column(String(16), primary_key=True, doc="churn or bad_debt")
+    score: Mapped[Decimal] = mapped_column(Numeric(5, 4))
+    risk_band: Mapped[str] = mapped_column(String(8), doc="high, medium, low")
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    model_version: Mapped[str] = mapped_column(String(64))
+    scored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CampaignContactView(Base):
+    """A campaign's contact with the customer (营销接触) and the customer's response, as campaign reported it."""
+
+    __tablename__ = "campaign_contact_view"
+    __table_args__ = (Index("ix_campaign_contact_view_customer_at", "customer_id", "contacted_at"),)
+
+    contact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customer.id"))
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    campaign_name: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16))
+    offer_code: Mapped[str | None] = mapped_column(String(64))
+    offer_name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), doc="sent, delivered, failed, responded")
+    response: Mapped[str | None] = mapped_column(String(32), doc="accepted, declined, ...")
+    contacted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    responded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_event_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -24,7 +24,7 @@ from crm_customer.app import create_app
 from crm_customer.settings import Settings
 from crm_kit.events import CloudEvent, Contracts, load_contracts, new_event
 from crm_kit.settings import KafkaSettings, find_contracts_dir
-from crm_kit.testing import eventually, publish, read_topic, serve
+from crm_kit.testing import bearer, eventually, publish, read_topic, serve
 
 TOPIC = "billing.subscription"
 PROFILE_TOPIC = "customer.profile"
@@ -250,7 +250,7 @@ def start_customer(customer_settings: Settings, kafka: KafkaSettings) -> Starter
     async def run() -> AsyncIterator[CustomerService]:
         async with (
             serve(create_app(customer_settings)) as url,
-            httpx.AsyncClient(base_url=url, timeout=10) as http,
+            httpx.AsyncClient(base_url=url, timeout=10, headers=bearer()) as http,
         ):
             service = CustomerService(url, http, kafka.bootstrap)
             await eventually(service.ready, timeout=30, interval=0.05)

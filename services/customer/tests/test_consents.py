@@ -12,6 +12,7 @@ import pytest
 
 from crm_customer.domain import consents
 from crm_kit.events import CloudEvent
+from crm_kit.testing import bearer
 
 CONSENT_CHANGED = "customer.profile.consent_changed.v1"
 DND_CHANGED = "customer.profile.dnd_changed.v1"
@@ -50,9 +51,8 @@ def consent(state: dict[str, Any], channel: str, purpose: str) -> dict[str, Any]
 
 
 async def put_consent(service, customer_id: str, channel: str, purpose: str, **body: Any) -> Any:
-    headers = {
-        k: v for k, v in {"X-Actor": body.pop("actor", None), "X-Request-ID": body.pop("rid", None)}.items() if v
-    }
+    actor, rid = body.pop("actor", None), body.pop("rid", None)
+    headers = {**(bearer(subject=actor) if actor else {}), **({"X-Request-ID": rid} if rid else {})}
     return await service.http.put(f"{base(customer_id)}/consents/{channel}/{purpose}", json=body, headers=headers)
 
 
@@ -151,7 +151,7 @@ async def test_grant_withdraw_and_an_idempotent_repeat_are_recorded_and_publishe
 
     history = (await service.http.get(f"{base(cid)}/consents/history")).json()
     assert [(h["channel"], h["purpose"], h["granted"], h["changed_by"]) for h in history] == [
-        ("email", "service", False, "unknown"),
+        ("email", "service", False, "agent-0001"),
         ("sms", "marketing", False, "customer"),
         ("sms", "marketing", True, "agent:zhang"),
     ]
@@ -263,7 +263,7 @@ async def test_do_not_disturb_silences_marketing_until_it_ends(service, boss):
     on = await service.http.put(
         f"{base(cid)}/do-not-disturb",
         json={"enabled": True, "until": until.isoformat(), "source": "sms_reply"},
-        headers={"X-Actor": "sms-gateway", "X-Request-ID": "r-dnd-on"},
+        headers={**bearer(subject="sms-gateway"), "X-Request-ID": "r-dnd-on"},
     )
     assert on.status_code == 200, on.text
     assert on.json()["enabled"] is on.json()["active"] is True
@@ -305,8 +305,8 @@ async def test_do_not_disturb_silences_marketing_until_it_ends(service, boss):
     history = (await service.http.get(f"{base(cid)}/consents/history")).json()
     dnd_history = [h for h in history if h["kind"] == "do_not_disturb"]
     assert [(h["enabled"], h["changed_by"]) for h in dnd_history] == [
-        (True, "unknown"),
-        (False, "unknown"),
+        (True, "agent-0001"),
+        (False, "agent-0001"),
         (True, "sms-gateway"),
     ]
     assert all(h["channel"] is h["purpose"] is h["granted"] is None for h in dnd_history)
@@ -369,10 +369,18 @@ async def test_bad_input_is_refused_with_problem_json_naming_the_field_and_chang
     assert_problem(
         await service.http.put(f"{base(cid)}/consents/sms/marketing", json=["granted"]), 422, "body"
     )  # not an object
-    long_actor = await service.http.put(
-        f"{base(cid)}/consents/sms/marketing", json={"granted": True, "source": "app"}, headers={"X-Actor": "x" * 129}
+    grant = {"granted": True, "source": "app"}
+    anonymous = await service.http.put(f"{base(cid)}/consents/sms/marketing", json=grant, headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    forged = await service.http.put(
+        f"{base(cid)}/consents/sms/marketing", json=grant, headers={"Authorization": "Bearer not.a.jwt"}
     )
-    assert_problem(long_actor, 422, "X-Actor")
+    assert forged.status_code == 401, forged.text
+    read_only = await service.http.put(
+        f"{base(cid)}/consents/sms/marketing", json=grant, headers=bearer("analyst-1", roles=("analyst",))
+    )
+    assert read_only.status_code == 403 and read_only.json()["type"].endswith(":forbidden")
     malformed = await service.http.put(
         f"{base(cid)}/consents/sms/marketing", content=b"{granted", headers={"content-type": "application/json"}
     )

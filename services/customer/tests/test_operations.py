@@ -10,7 +10,7 @@ from crm_customer.app import create_app
 from crm_customer.settings import Settings
 from crm_kit.broker import EmbeddedBroker, free_port
 from crm_kit.settings import KafkaSettings
-from crm_kit.testing import eventually, serve
+from crm_kit.testing import bearer, eventually, serve
 
 
 async def test_ready_with_database_broker_and_consumer_assigned_and_consumption_metered(service, boss):
@@ -51,7 +51,7 @@ async def test_not_ready_until_the_broker_is_up_while_reads_are_served(database_
     settings = Settings(database_url=await database_url("customer"), kafka=kafka, log_json=False)
     broker = EmbeddedBroker(port=port)
     try:
-        async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=bearer()) as http:
             r = await http.get("/health/ready")
             assert r.status_code == 503
             assert r.headers["content-type"] == "application/problem+json"

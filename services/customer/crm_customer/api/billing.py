@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from crm_customer.api.consents import CONSENTS_BASE, PROBLEMS, ExistingCustomer
+from crm_customer.api.access import ExistingCustomer
+from crm_customer.api.consents import CONSENTS_BASE, PROBLEMS
 from crm_customer.domain import billing, timeline
 from crm_customer.models import (
     AccountStanding,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from crm_customer import events
+from crm_customer.api.access import CustomerForUpdate, ExistingCustomer, Writer
 from crm_customer.domain import consents
 from crm_customer.models import (
     ConsentHistory,
-    Customer,
     DoNotDisturb,
 )
 from crm_customer.schemas.consents import (
@@ -26,7 +25,6 @@ from crm_customer.schemas.consents import (
     Purpose,
 )
 from crm_kit.db import utcnow
-from crm_kit.errors import NotFound
 from crm_kit.outbox import stage
 from crm_kit.presentation import shanghai
 from crm_kit.service import DbSession, RuntimeDep
@@ -34,28 +32,6 @@ from crm_kit.service import DbSession, RuntimeDep
 CONSENTS_BASE = "/api/v1/customers/{customer_id}"
 consent_router = APIRouter(prefix=CONSENTS_BASE, tags=["Consents"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {404: {}, 422: {}}
-
-
-async def existing_customer(customer_id: Annotated[str, Path(max_length=64)], session: DbSession) -> str:
-    if await session.scalar(select(Customer.id).where(Customer.id == customer_id)) is None:
-        raise NotFound(f"No customer {customer_id}", field="customer_id")
-    return customer_id
-
-
-async def customer_for_update(customer_id: Annotated[str, Path(max_length=64)], session: DbSession) -> str:
-    """The customer, locked (PostgreSQL) so that one customer's consent changes apply one at a time."""
-    found = await session.scalar(select(Customer.id).where(Customer.id == customer_id).with_for_update())
-    if found is None:
-        raise NotFound(f"No customer {customer_id}", field="customer_id")
-    return found
-
-
-ExistingCustomer = Annotated[str, Depends(existing_customer)]
-CustomerForUpdate = Annotated[str, Depends(customer_for_update)]
-Actor = Annotated[
-    str | None,
-    Header(alias="X-Actor", min_length=1, max_length=128, description="Who makes the change (until auth says)"),
-]
 
 
 def consent_out(view: consents.ConsentView) -> ConsentOut:
@@ -136,7 +112,7 @@ async def put_consent(
     body: ConsentIn,
     session: DbSession,
     rt: RuntimeDep,
-    actor: Actor = None,
+    principal: Writer,
 ) -> ConsentOut:
     change = await consents.record_consent(
         session,
@@ -146,7 +122,7 @@ async def put_consent(
         granted=body.granted,
         source=body.source,
         recorded_at=body.recorded_at,
-        actor=actor,
+        actor=principal.subject,
     )
     state = await consents.load_consents(session, customer_id)
     if change.changed:
@@ -160,7 +136,11 @@ async def put_consent(
     responses={**PROBLEMS, 409: {"description": "recorded_at is older than the setting on record"}},
 )
 async def put_do_not_disturb(
-    customer_id: CustomerForUpdate, body: DoNotDisturbIn, session: DbSession, rt: RuntimeDep, actor: Actor = None
+    customer_id: CustomerForUpdate,
+    body: DoNotDisturbIn,
+    session: DbSession,
+    rt: RuntimeDep,
+    principal: Writer,
 ) -> DoNotDisturbOut:
     change = await consents.record_dnd(
         session,
@@ -169,7 +149,7 @@ async def put_do_not_disturb(
         until=body.until,
         source=body.source,
         recorded_at=body.recorded_at,
-        actor=actor,
+        actor=principal.subject,
     )
     if change.changed:
         await stage(session, rt.contracts, [events.dnd_changed(change.dnd, change.event_id)])

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_customer.api.access import Reader, check_visible, visible
 from crm_customer.models import (
     BillingAccount,
     Customer,
@@ -33,8 +34,16 @@ def _fee(fen: int | None) -> dict[str, Any] | None:
     return {"unit": "CNY", "value": yuan(fen), "valueFen": fen}
 
 
-def customer_resource(customer: Customer, accounts: list[BillingAccount], lines: list[Subscription]) -> dict[str, Any]:
-    """The TMF629 representation. Personal numbers are masked (the unmasking path comes with auth)."""
+def _as_is(value: str) -> str:
+    return value
+
+
+def customer_resource(
+    customer: Customer, accounts: list[BillingAccount], lines: list[Subscription], *, reveal: bool = False
+) -> dict[str, Any]:
+    """The TMF629 representation; phone and ID-card numbers masked unless `reveal` (see `access`)."""
+    msisdn = _as_is if reveal else mask_msisdn
+    id_card = _as_is if reveal else mask_id_card
     party_type = "Organization" if customer.customer_type == "organization" else "Individual"
     party_path = "organization" if party_type == "Organization" else "individual"
     characteristic = [
@@ -42,9 +51,7 @@ def customer_resource(customer: Customer, accounts: list[BillingAccount], lines:
         {"name": "region", "value": customer.region, "valueType": "string"},
     ]
     if customer.id_card_no:
-        characteristic.append(
-            {"name": "idCardNumber", "value": mask_id_card(customer.id_card_no), "valueType": "string"}
-        )
+        characteristic.append({"name": "idCardNumber", "value": id_card(customer.id_card_no), "valueType": "string"})
     mobiles = [line for line in lines if line.status in ("active", "suspended")]
     resource = TmfCustomer.model_validate(
         {
@@ -65,7 +72,7 @@ def customer_resource(customer: Customer, accounts: list[BillingAccount], lines:
                 {
                     "mediumType": "mobile",
                     "preferred": i == 0,
-                    "characteristic": {"contactType": "mobile", "phoneNumber": mask_msisdn(line.msisdn)},
+                    "characteristic": {"contactType": "mobile", "phoneNumber": msisdn(line.msisdn)},
                 }
                 for i, line in enumerate(mobiles)
             ],
@@ -73,7 +80,7 @@ def customer_resource(customer: Customer, accounts: list[BillingAccount], lines:
             "subscription": [
                 {
                     "id": line.id,
-                    "msisdn": mask_msisdn(line.msisdn),
+                    "msisdn": msisdn(line.msisdn),
                     "status": line.status,
                     "statusReason": line.status_reason,
                     "accountId": line.account_id,
@@ -151,28 +158,34 @@ async def load_views(session: AsyncSession, ids: Select[tuple[str]]) -> list[Cus
     return list(views.values())
 
 
-def resource(view: CustomerView) -> dict[str, Any]:
-    return customer_resource(view.customer, view.accounts, view.lines)
+PII_FIELDS = "msisdn,id_card_no"
 
 
-async def load_customer(customer_id: str, session: DbSession) -> CustomerView:
+def resource(view: CustomerView, reveal: bool = False) -> dict[str, Any]:
+    return customer_resource(view.customer, view.accounts, view.lines, reveal=reveal)
+
+
+async def load_customer(customer_id: str, session: DbSession, access: Reader) -> CustomerView:
     found = await load_views(session, select(Customer.id).where(Customer.id == customer_id))
     if not found:
         raise NotFound(f"No customer {customer_id}", field="id")
+    check_visible(access.principal, found[0].customer)
     return found[0]
 
 
 @router.get("/customer/{customer_id}", summary="Retrieve a customer", response_model=TmfCustomer, responses={404: {}})
-async def retrieve_customer(customer: Annotated[CustomerView, Depends(load_customer)], fields: Fields) -> JSONResponse:
-    return JSONResponse(select_fields(resource(customer), fields))
+async def retrieve_customer(
+    customer: Annotated[CustomerView, Depends(load_customer)], fields: Fields, access: Reader, session: DbSession
+) -> JSONResponse:
+    await access.audit(session, [customer.customer.id], PII_FIELDS)
+    return JSONResponse(select_fields(resource(customer, access.reveal_pii), fields), headers=access.headers)
 
 
 @router.get("/customer", summary="List customers", response_model=list[TmfCustomer])
 async def list_customers(
-    request: Request,
-    response: Response,
     session: DbSession,
     fields: Fields,
+    access: Reader,
     status: Annotated[str | None, Query(pattern="^(active|suspended|inactive)$")] = None,
     region: Annotated[str | None, Query(max_length=16)] = None,
     name: Annotated[
@@ -181,7 +194,7 @@ async def list_customers(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
-    query = select(Customer.id)
+    query = select(Customer.id).where(visible(access.principal))
     if status:
         query = query.where(Customer.status == status)
     if region:
@@ -191,5 +204,9 @@ async def list_customers(
         query = query.where(Customer.name.istartswith(name, autoescape=True))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     page = await load_views(session, query.order_by(Customer.id).offset(offset).limit(limit))
-    items = [select_fields(resource(view), fields) for view in page]
-    return JSONResponse(items, headers={"X-Total-Count": str(total), "X-Result-Count": str(len(items))})
+    await access.audit(session, [view.customer.id for view in page], PII_FIELDS)
+    items = [select_fields(resource(view, access.reveal_pii), fields) for view in page]
+    return JSONResponse(
+        items,
+        headers={**access.headers, "X-Total-Count": str(total), "X-Result-Count": str(len(items))},
+    )

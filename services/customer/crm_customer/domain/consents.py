@@ -22,7 +22,6 @@ from crm_kit.presentation import SHANGHAI
 CHANNELS = ("sms", "email", "push", "outbound_call")
 PURPOSES = ("marketing", "service")
 SOURCES = ("app", "web", "store", "hotline", "sms_reply", "boss", "agent")
-UNKNOWN_ACTOR = "unknown"
 CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of our clock a caller's `recorded_at` may be and still count as "now" (clocks drift)."""
 
@@ -141,7 +140,7 @@ async def record_consent(
     granted: bool,
     source: str,
     recorded_at: datetime | None,
-    actor: str | None,
+    actor: str,
 ) -> ConsentChange:
     """Record the customer's consent on `channel` for `purpose`.
 
@@ -171,7 +170,7 @@ async def record_consent(
             granted=granted,
             source=source,
             recorded_at=recorded_at,
-            changed_by=actor or UNKNOWN_ACTOR,
+            changed_by=actor,
             changed_at=now,
         )
     )
@@ -203,7 +202,7 @@ async def record_dnd(
     until: datetime | None,
     source: str,
     recorded_at: datetime | None,
-    actor: str | None,
+    actor: str,
 ) -> DndChange:
     """Switch the customer's do-not-disturb on (optionally until a moment) or off.
 
@@ -234,7 +233,7 @@ async def record_dnd(
             until=until,
             source=source,
             recorded_at=recorded_at,
-            changed_by=actor or UNKNOWN_ACTOR,
+            changed_by=actor,
             changed_at=now,
         )
     )

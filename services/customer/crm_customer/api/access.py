@@ -1,0 +1,150 @@
+"""Who may see which customer, and in how much detail: the object-level checks and the personal-data rules.
+
+- Reading customers needs a staff or partner role; a caller who is only a key-account manager (客户经理) sees
+  the key accounts in their own portfolio and nothing else.
+- Phone and ID-card numbers are masked unless the caller holds `pii:read` AND says why in `X-Access-Reason`;
+  every unmasked answer writes one audit row per customer shown (who, what, when, why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+from asgi_correlation_id import correlation_id
+from fastapi import Depends, Header, Path, Request, Response
+from sqlalchemy import ColumnElement, and_, select, true
+
+from crm_customer.models import Customer, PiiAccess
+from crm_kit.auth import PII_READ, Caller, Principal
+from crm_kit.db import utcnow
+from crm_kit.errors import NotFound
+from crm_kit.service import DbSession
+
+STAFF = ("agent", "supervisor", "admin", "marketer", "analyst")
+READERS = (*STAFF, "key_account_manager")
+WRITERS = ("agent", "supervisor", "admin")
+PRIVACY_OFFICERS = ("supervisor", "admin")
+MASKED_HEADER = "X-PII-Masked"
+
+
+def portfolio_only(principal: Principal) -> bool:
+    """A key-account manager with no broader role works only on their own portfolio."""
+    return principal.has_role("key_account_manager") and not principal.has_role(*STAFF)
+
+
+def visible(principal: Principal) -> ColumnElement[bool]:
+    """The customers `principal` may see, as a WHERE clause for lists and searches."""
+    if portfolio_only(principal):
+        return and_(Customer.key_account.is_(True), Customer.account_manager == principal.subject)
+    return true()
+
+
+def check_visible(principal: Principal, customer: Customer) -> None:
+    """404 for a customer outside the caller's portfolio: its existence is not the caller's business either."""
+    if portfolio_only(principal) and not (customer.key_account and customer.account_manager == principal.subject):
+        raise NotFound(f"No customer {customer.id} in your portfolio", field="customer_id")
+
+
+@dataclass
+class Access:
+    """The caller of this request, and what they may see of personal data."""
+
+    principal: Principal
+    reason: str | None
+    action: str
+    response: Response
+
+    @property
+    def reveal_pii(self) -> bool:
+        return self.principal.may(PII_READ) and bool(self.reason)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """For a route that builds its own response: tells a `pii:read` holder why the numbers came back masked."""
+        if self.principal.may(PII_READ) and not self.reason:
+            return {MASKED_HEADER: "reason-required: send X-Access-Reason"}
+        return {}
+
+    async def audit(self, session: DbSession, customer_ids: Iterable[str], fields: str) -> None:
+        """One audit row per customer whose personal data this answer shows unmasked."""
+        if not self.reveal_pii:
+            self.response.headers.update(self.headers)
+            return
+        now = utcnow()
+        rows = [
+            PiiAccess(
+                at=now,
+                actor=self.principal.subject,
+                roles=" ".join(sorted(self.principal.roles)),
+                customer_id=customer_id,
+                fields=fields,
+                reason=self.reason or "",
+                action=self.action,
+                request_id=correlation_id.get(),
+            )
+            for customer_id in dict.fromkeys(customer_ids)
+        ]
+        session.add_all(rows)
+        await session.flush()
+
+
+def reader(
+    principal: Caller,
+    request: Request,
+    response: Response,
+    reason: Annotated[
+        str | None,
+        Header(
+            alias="X-Access-Reason",
+            min_length=3,
+            max_length=300,
+            description="Why personal data is needed (e.g. a ticket number); with `pii:read` it unmasks and is audited",
+        ),
+    ] = None,
+) -> Access:
+    principal.require_role(*READERS)
+    return Access(principal, reason, f"{request.method} {request.url.path}", response)
+
+
+def writer(principal: Caller) -> Principal:
+    principal.require_role(*WRITERS)
+    return principal
+
+
+def privacy_officer(principal: Caller) -> Principal:
+    """Exports, erasures and merges: a supervisor or an administrator (the DPO's delegates)."""
+    principal.require_role(*PRIVACY_OFFICERS)
+    return principal
+
+
+Reader = Annotated[Access, Depends(reader)]
+Writer = Annotated[Principal, Depends(writer)]
+PrivacyOfficer = Annotated[Principal, Depends(privacy_officer)]
+
+
+async def existing_customer(
+    customer_id: Annotated[str, Path(max_length=64)], session: DbSession, access: Reader
+) -> str:
+    """The id of a customer the caller may see (404 otherwise)."""
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"No customer {customer_id}", field="customer_id")
+    check_visible(access.principal, customer)
+    return customer_id
+
+
+async def customer_for_update(
+    customer_id: Annotated[str, Path(max_length=64)], session: DbSession, principal: Writer
+) -> str:
+    """The customer, locked (PostgreSQL) so that one customer's changes apply one at a time."""
+    customer = await session.scalar(select(Customer).where(Customer.id == customer_id).with_for_update())
+    if customer is None:
+        raise NotFound(f"No customer {customer_id}", field="customer_id")
+    check_visible(principal, customer)
+    return customer_id
+
+
+ExistingCustomer = Annotated[str, Depends(existing_customer)]
+CustomerForUpdate = Annotated[str, Depends(customer_for_update)]
