@@ -51,7 +51,10 @@ async def test_not_ready_until_the_broker_is_up_while_reads_are_served(database_
     settings = Settings(database_url=await database_url("customer"), kafka=kafka, log_json=False)
     broker = EmbeddedBroker(port=port)
     try:
-        async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=10, headers=bearer()) as http:
+        async with (
+            serve(create_app(settings)) as url,
+            httpx.AsyncClient(base_url=url, timeout=10, headers=bearer()) as http,
+        ):
             r = await http.get("/health/ready")
             assert r.status_code == 503
             assert r.headers["content-type"] == "application/problem+json"
