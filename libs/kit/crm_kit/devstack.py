@@ -234,9 +234,7 @@ def dev_token(
 @cli.command()
 def token(
     subject: str = typer.Option("dev-supervisor", help="The user id the token names"),
-    role: Annotated[
-        list[str] | None, typer.Option(help="A role (repeat); default agent, supervisor")
-    ] = None,
+    role: Annotated[list[str] | None, typer.Option(help="A role (repeat); default agent, supervisor")] = None,
     scope: Annotated[list[str] | None, typer.Option(help="A permission (repeat for several); default pii:read")] = None,
 ) -> None:
     """Print a 12-hour access token signed with the local (dev) key, for curl and the API docs."""
