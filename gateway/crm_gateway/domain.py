@@ -47,7 +47,16 @@ class RouteTable:
             [
                 Route("/boss/v1/", "billing-adapter", s.billing_adapter_url, s.boss_timeout_seconds),
                 Route("/tmf-api/customerManagement/v4/", "customer", s.customer_url, s.timeout_seconds),
-                Route("/api/v1/customers", "customer", s.customer_url, s.timeout_seconds),
+                *(
+                    Route(prefix, "customer", s.customer_url, s.timeout_seconds)
+                    for prefix in (
+                        "/api/v1/customers",
+                        "/api/v1/accounts",
+                        "/api/v1/segments",
+                        "/api/v1/key-accounts",
+                        "/api/v1/privacy",
+                    )
+                ),
             ]
         )
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from crm_customer import events
-from crm_customer.api import billing, consents, customers
+from crm_customer.api import accounts, billing, consents, customers, key_accounts, privacy, segments, view360
 from crm_customer.settings import Settings
 from crm_kit.events import load_contracts
 from crm_kit.service import create_service_app
@@ -25,6 +25,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         settings=settings,
         migrations=Path(__file__).parent / "migrations",
-        routers=[customers.router, consents.consent_router, billing.billing_router],
+        routers=[
+            customers.router,
+            accounts.router,
+            view360.router,
+            consents.consent_router,
+            billing.billing_router,
+            segments.router,
+            key_accounts.router,
+            privacy.router,
+        ],
         subscriptions=[events.subscription(contracts, settings.consumer_group)],
     )
