@@ -30,8 +30,9 @@ lint: install
 openapi: install ## refresh the OpenAPI snapshots in contracts/openapi/ after an intended API change
 	$(UV) run --frozen python -m tests.openapi_snapshots
 
+BENCH_CUSTOMERS ?= 1000000
 bench: install ## measure throughput and latency; writes BENCHMARKS.md
-	$(UV) run --frozen python -m tests.bench
+	$(UV) run --frozen python -m tests.bench --customers $(BENCH_CUSTOMERS)
 
 clean:
 	rm -rf var .tools

@@ -1,4 +1,4 @@
-"""`make bench`: measure the first slice and write BENCHMARKS.md.
+"""`make bench`: measure the first slice and the customer service at 1M customers; write BENCHMARKS.md.
 
 - BOSS push throughput: 5,000-record batches into the billing-adapter (parse, contract, de-dup, outbox).
 - Outbox drain: how fast the relay moves those events onto the bus.
@@ -8,6 +8,7 @@ Runs on the embedded broker and SQLite files in a temporary folder, on this mach
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -30,6 +31,7 @@ from crm_kit.broker import EmbeddedBroker
 from crm_kit.db import Database, outbox_table
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, serve
+from tests import bench_customer
 from tests.boss import activation
 
 BATCHES = 4
@@ -102,8 +104,12 @@ async def bench(folder: Path) -> dict[str, str]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=1_000_000, help="size of the synthetic population")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         results = asyncio.run(bench(Path(folder)))
+        results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers)))
     lines = [
         "# Benchmarks",
         "",
@@ -111,7 +117,9 @@ def main() -> None:
         "",
         f"- when: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "- setup: embedded Tansu broker (memory), SQLite files, every service in one process with uvicorn",
+        "- setup: embedded Tansu broker (memory), SQLite files; the first-slice rows run every service in one",
+        "  process; the 1M-customer rows run the customer service in its own uvicorn process (one worker)",
+        "  and the load generator in another, over loopback HTTP",
         "",
         "| measure | result |",
         "|---|---|",

@@ -1,0 +1,418 @@
+"""The customer service at provincial scale: 1M synthetic customers, then search, the 360 view, a segment rule
+and the consumer's projection rate, measured over real HTTP against the service running in its own process.
+
+The population is written straight into the service's tables (a bulk load, as a migration from the operator's
+old CRM would), deterministic from a seed: individual and organisation customers, accounts, 1-2 lines each,
+three months of bills, metrics and tiers, a churn score, timeline entries, some tickets and campaign contacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Table, create_engine, text
+
+from crm_customer.models import (
+    BillingAccount,
+    CampaignContactView,
+    Customer,
+    CustomerMetrics,
+    Invoice,
+    RiskScore,
+    Subscription,
+    TicketView,
+    TimelineEntry,
+)
+from crm_kit.broker import EmbeddedBroker, free_port
+from crm_kit.db import upgrade
+from crm_kit.events import new_event
+from crm_kit.testing import bearer, publish
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国文辉力斌宇浩凯鹏飞晨欣怡佳雨婷子轩梓涵"
+REGIONS = ["GZ", "SZ", "FS", "DG", "ZH", "ST", "HZ", "JM", "ZJ", "MM", "ZQ", "QY", "SG", "MZ", "SW", "HY", "YJ"]
+PLANS = [("4G-58", 5800), ("5G-129", 12900), ("5G-199", 19900), ("5G-299", 29900), ("KID-19", 1900)]
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+ID_CHECK = "10X98765432"
+CHUNK = 20_000
+SEARCH_REQUESTS = 2_000
+VIEW_REQUESTS = 3_000
+VIEW_CLIENTS = 32
+SEARCH_CLIENTS = 8
+PROJECTION_EVENTS = 20_000
+TABLES: list[Any] = [
+    Customer,
+    BillingAccount,
+    Subscription,
+    Invoice,
+    CustomerMetrics,
+    RiskScore,
+    TimelineEntry,
+    TicketView,
+    CampaignContactView,
+]
+
+
+def id_card(n: int, rng: random.Random) -> str:
+    """A well-formed 18-digit resident ID (区划码 + birth date + sequence + check digit)."""
+    born = date(1950, 1, 1) + timedelta(days=rng.randrange(0, 365 * 55))
+    body = f"4401{n % 100:02d}{born:%Y%m%d}{n % 1000:03d}"
+    return body + ID_CHECK[sum(int(c) * w for c, w in zip(body, ID_WEIGHTS, strict=True)) % 11]
+
+
+def msisdn(n: int) -> str:
+    return f"1{(38, 39, 58, 59, 88, 87, 36, 35)[n % 8]}{n:08d}"
+
+
+@dataclass
+class Population:
+    customers: int
+    seed: int = 20261123
+
+    def rows(self, start: int, stop: int, now: datetime) -> dict[Table, list[dict[str, Any]]]:
+        """The rows of customers [start, stop): every table's rows for that slice."""
+        rng = random.Random(self.seed + start)
+        out: dict[Table, list[dict[str, Any]]] = {model.__table__: [] for model in TABLES}
+        add = {model.__tablename__: out[model.__table__].append for model in TABLES}
+        for n in range(start, stop):
+            cid, aid = f"C{n:08d}", f"A{n:08d}"
+            organisation = n % 20 == 0
+            name = (
+                f"{rng.choice(REGIONS)}市{rng.choice(SURNAMES)}{rng.choice(GIVEN)}科技有限公司"
+                if organisation
+                else rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
+            )
+            created = now - timedelta(days=rng.randrange(1, 3650))
+            key = n % 500 == 0
+            add["customer"](
+                {
+                    "id": cid,
+                    "name": name,
+                    "name_key": name.lower(),
+                    "customer_type": "organization" if organisation else "individual",
+                    "id_card_no": None if organisation else id_card(n, rng),
+                    "registration_no": f"91440101{n:09d}X" if organisation else None,
+                    "region": rng.choice(REGIONS),
+                    "status": "active",
+                    "source": "boss",
+                    "key_account": key,
+                    "key_account_tier": "gold" if key else None,
+                    "account_manager": f"kam-{n % 40:02d}" if key else None,
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            )
+            add["billing_account"](
+                {"id": aid, "customer_id": cid, "created_at": created, "account_type": "individual", "status": "active"}
+            )
+            lines = 2 if n % 4 == 0 else 1
+            fee_total = 0
+            for k in range(lines):
+                plan, fee = rng.choice(PLANS)
+                fee_total += fee
+                add["subscription"](
+                    {
+                        "id": f"S{n:08d}{k}",
+                        "customer_id": cid,
+                        "account_id": aid,
+                        "msisdn": msisdn(n * 2 + k),
+                        "status": "active",
+                        "plan_code": plan,
+                        "plan_name": plan,
+                        "monthly_fee_fen": fee,
+                        "payment_mode": "postpaid",
+                        "activated_at": created,
+                        "last_event_at": created,
+                        "updated_at": created,
+                    }
+                )
+            bills = []
+            for m in range(3):
+                period = (now.replace(day=1) - timedelta(days=28 * (m + 1))).strftime("%Y-%m")
+                amount = fee_total + rng.randrange(0, 8000)
+                bills.append(amount)
+                add["invoice"](
+                    {
+                        "id": f"INV{n:08d}{m}",
+                        "customer_id": cid,
+                        "account_id": aid,
+                        "billing_period": period,
+                        "amount_due_fen": amount,
+                        "due_date": date.fromisoformat(f"{period}-20"),
+                        "issued_at": now - timedelta(days=30 * (m + 1)),
+                        "last_event_at": now - timedelta(days=30 * (m + 1)),
+                        "updated_at": now,
+                    }
+                )
+            arpu = sum(bills) // 3
+            days = rng.randrange(0, 31)
+            churn = Decimal(rng.randrange(0, 10000)) / 10000
+            add["customer_metrics"](
+                {
+                    "customer_id": cid,
+                    "arpu_fen": arpu,
+                    "prev_arpu_fen": arpu + rng.randrange(-3000, 3000),
+                    "outstanding_fen": 0,
+                    "overdue_invoices": 1 if n % 37 == 0 else 0,
+                    "active_lines": lines,
+                    "total_lines": lines,
+                    "first_activated_at": created,
+                    "voice_minutes_30d": rng.randrange(0, 900),
+                    "sms_30d": rng.randrange(0, 60),
+                    "data_mb_30d": rng.randrange(0, 60_000),
+                    "days_active_30d": days,
+                    "open_tickets": 1 if n % 20 == 3 else 0,
+                    "churn_score": churn,
+                    "value_tier": "high" if arpu >= 15000 else "mid" if arpu >= 6000 else "low",
+                    "activity_tier": "dormant" if days == 0 else "low" if days < 10 else "mid" if days < 20 else "high",
+                    "lifecycle_stage": "at_risk" if churn >= Decimal("0.6") else "stable",
+                    "updated_at": now,
+                }
+            )
+            add["risk_score"](
+                {
+                    "customer_id": cid,
+                    "model_kind": "churn",
+                    "score": churn,
+                    "risk_band": "high" if churn >= Decimal("0.6") else "medium" if churn >= Decimal("0.3") else "low",
+                    "reasons": [
+                        {"feature": "arpu_trend", "description": "ARPU down 3 months", "contribution": 0.21},
+                        {"feature": "complaints_90d", "description": "2 complaints in 90 days", "contribution": 0.12},
+                        {"feature": "contract_end", "description": "contract ends in 30 days", "contribution": 0.08},
+                    ],
+                    "model_version": "churn-lgbm-2026.11",
+                    "scored_at": now - timedelta(days=1),
+                }
+            )
+            for m in range(3):
+                add["timeline_entry"](
+                    {
+                        "customer_id": cid,
+                        "occurred_at": now - timedelta(days=30 * (m + 1)),
+                        "kind": "billing",
+                        "type": "billing.invoice.issued.v1",
+                        "summary": f"账单 {bills[m] / 100:.2f} 元",
+                        "source_event_id": f"bench-{n}-{m}",
+                        "recorded_at": now,
+                    }
+                )
+            if n % 20 == 3:
+                add["ticket_view"](
+                    {
+                        "ticket_id": f"T{n:08d}",
+                        "customer_id": cid,
+                        "ticket_type": "complaint",
+                        "category": "network",
+                        "title": "信号差",
+                        "priority": "medium",
+                        "state": "inProgress",
+                        "opened_at": now - timedelta(days=2),
+                        "last_event_at": now - timedelta(days=2),
+                    }
+                )
+            if n % 10 == 7:
+                add["campaign_contact_view"](
+                    {
+                        "contact_id": f"K{n:08d}",
+                        "customer_id": cid,
+                        "campaign_id": "CMP-2026-11",
+                        "campaign_name": "5G升档",
+                        "channel": "sms",
+                        "status": "sent",
+                        "contacted_at": now - timedelta(days=5),
+                        "last_event_at": now - timedelta(days=5),
+                    }
+                )
+        return out
+
+
+def load(path: Path, customers: int) -> tuple[int, float]:
+    """Migrate a fresh SQLite file and bulk-load the population; (rows written, seconds)."""
+    upgrade(f"sqlite+aiosqlite:///{path}", Path(sys.modules["crm_customer.models"].__file__).parent / "migrations")
+    engine = create_engine(f"sqlite:///{path}")
+    now = datetime.now(UTC)
+    population = Population(customers)
+    rows = 0
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("PRAGMA synchronous=OFF")
+        for start in range(0, customers, CHUNK):
+            for table, batch in population.rows(start, min(start + CHUNK, customers), now).items():
+                if batch:
+                    conn.execute(table.insert(), batch)
+                    rows += len(batch)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+    return rows, time.perf_counter() - started
+
+
+def quantiles(samples: list[float]) -> str:
+    cuts = statistics.quantiles(samples, n=100)
+    return f"p50 {statistics.median(samples) * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms"
+
+
+async def timed_load(
+    client: httpx.AsyncClient, requests: list[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]], clients: int
+) -> tuple[list[float], float]:
+    """Run `requests` with `clients` concurrent callers; latencies of each and the total seconds."""
+    queue = iter(requests)
+    latencies: list[float] = []
+
+    async def caller() -> None:
+        for call in queue:
+            t0 = time.perf_counter()
+            r = await call(client)
+            latencies.append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text[:300]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(clients)))
+    return latencies, time.perf_counter() - started
+
+
+def search_requests(customers: int, rng: random.Random) -> Iterator[Callable[[httpx.AsyncClient], Awaitable[Any]]]:
+    url = "/api/v1/customers/search"
+    for i in range(SEARCH_REQUESTS):
+        n = rng.randrange(customers)
+        kind = i % 5
+        if kind == 0:
+            params = {"q": msisdn(n * 2), "by": "phone", "match": "exact"}
+        elif kind == 1:
+            params = {"q": msisdn(n * 2)[:8], "by": "phone", "match": "prefix"}
+        elif kind == 2:
+            params = {"q": rng.choice(SURNAMES) + rng.choice(GIVEN), "by": "name", "match": "prefix"}
+        elif kind == 3:
+            params = {"q": f"A{n:08d}", "by": "account", "match": "exact"}
+        else:
+            params = {"q": msisdn(n * 2)[:7], "by": "auto"}
+        yield lambda c, p=params: c.get(url, params={**p, "limit": 20})
+
+
+async def projection_rate(bootstrap: str, client: httpx.AsyncClient, customers: int) -> tuple[int, float]:
+    """Publish billing.usage.recorded events for existing customers; seconds until the consumer has applied them."""
+
+    async def consumed() -> float:
+        text_ = (await client.get("/metrics")).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text_.splitlines()
+            if line.startswith("crm_customer_events_consumed_total{") and 'topic="billing.usage"' in line
+        )
+
+    before = await consumed()
+    rng = random.Random(7)
+    records = []
+    for i in range(PROJECTION_EVENTS):
+        n = rng.randrange(customers)
+        data = {
+            "boss_event_id": f"BOSS-EVT:BENCH:{i:07d}",
+            "customer_id": f"C{n:08d}",
+            "account_id": f"A{n:08d}",
+            "subscription_id": f"S{n:08d}0",
+            "msisdn": msisdn(n * 2),
+            "occurred_at": "2026-11-20T03:15:00+08:00",
+            "usage_date": (date(2026, 11, 19) - timedelta(days=i % 20)).isoformat(),
+            "voice_minutes": i % 90,
+            "sms_count": i % 7,
+            "data_mb": i % 3000,
+            "roaming": False,
+            "charged_fen": 0,
+        }
+        event = new_event("billing.usage.recorded.v1", source="/bench/boss", subject=data["customer_id"], data=data)
+        records.append((data["customer_id"], event.to_json().encode()))
+    started = time.perf_counter()
+    await publish(bootstrap, "billing.usage", records)
+    while await consumed() - before < PROJECTION_EVENTS:
+        await asyncio.sleep(0.5)
+    return PROJECTION_EVENTS, time.perf_counter() - started
+
+
+def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """The customer service in its own process, as deployed: the load generator does not share its core."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "crm_customer.app:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
+        ],
+        env=env,
+    )
+
+
+async def measure(folder: Path, customers: int) -> dict[str, str]:
+    results: dict[str, str] = {}
+    db = folder / "customer-1m.db"
+    rows, seconds = load(db, customers)
+    results[f"Bulk load of {customers:,} customers ({rows:,} rows, SQLite)"] = (
+        f"{rows / seconds:,.0f} rows/s ({seconds:.0f} s)"
+    )
+    port = free_port()
+    with EmbeddedBroker() as broker:
+        env = {
+            **os.environ,
+            "CRM_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "CRM_CUSTOMER_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+            "CRM_LOG_LEVEL": "WARNING",
+        }
+        server = start_service(env, port)
+        try:
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=60, headers=bearer(), limits=limits
+            ) as client:
+                while True:
+                    try:
+                        if (await client.get("/health/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.5)
+                rng = random.Random(11)
+                latencies, took = await timed_load(client, list(search_requests(customers, rng)), SEARCH_CLIENTS)
+                results[f"Search (phone/name/account, exact and prefix), {SEARCH_CLIENTS} concurrent clients"] = (
+                    f"{quantiles(latencies)} ({len(latencies)} requests, {len(latencies) / took:,.0f}/s)"
+                )
+                picked = [rng.randrange(customers) for _ in range(VIEW_REQUESTS)]
+                views = [(lambda c, n=n: c.get(f"/api/v1/customers/C{n:08d}/view360")) for n in picked]
+                latencies, took = await timed_load(client, views, VIEW_CLIENTS)
+                results[f"360° view, {VIEW_CLIENTS} concurrent clients"] = (
+                    f"{quantiles(latencies)} ({len(latencies)} requests, {len(latencies) / took:,.0f}/s)"
+                )
+                rule = {
+                    "all": [
+                        {"field": "arpu_fen", "op": "gte", "value": 12900},
+                        {"field": "region", "op": "in", "value": ["GZ", "SZ", "FS"]},
+                        {"field": "days_active_30d", "op": "gte", "value": 10},
+                    ]
+                }
+                timings = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    r = await client.post("/api/v1/segments/preview", json={"rule": rule})
+                    timings.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, r.text[:300]
+                results[f"Segment preview, 3-clause rule over {customers:,} customers"] = (
+                    f"{min(timings):.2f} s best, {statistics.median(timings):.2f} s median "
+                    f"({r.json()['count']:,} members)"
+                )
+                events, took = await projection_rate(broker.bootstrap, client, customers)
+                results[f"Consumer projecting billing.usage events onto {customers:,} customers"] = (
+                    f"{events / took:,.0f} events/s ({events:,} events in {took:.1f} s)"
+                )
+        finally:
+            server.terminate()
+            server.wait(30)
+    return results
