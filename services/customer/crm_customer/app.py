@@ -35,5 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             key_accounts.router,
             privacy.router,
         ],
-        subscriptions=[events.subscription(contracts, settings.consumer_group)],
+        subscriptions=[
+            events.subscription(contracts, settings.consumer_group),
+            events.projection_subscription(contracts, settings.consumer_group),
+        ],
     )

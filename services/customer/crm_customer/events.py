@@ -1,12 +1,20 @@
-"""What the customer service consumes (billing.*) and publishes (customer.profile: profile, consents)."""
+"""What the customer service consumes (billing.*; ticketing.ticket, churn.score, campaign.contact) and publishes
+(customer.profile: profile, consents)."""
 
 from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_customer.domain import billing, consents, lines, timeline
-from crm_customer.models import Consent, Customer, DoNotDisturb
+from crm_customer.domain import billing, consents, key_accounts, lines, metrics, privacy, projections, timeline
+from crm_customer.models import (
+    Consent,
+    Customer,
+    CustomerErasure,
+    CustomerMerge,
+    DoNotDisturb,
+    KeyAccountAssignment,
+)
 from crm_kit.consumer import Handler, Subscription
 from crm_kit.db import utcnow
 from crm_kit.events import CloudEvent, Contracts, new_event, parse_rfc3339
@@ -110,6 +118,7 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
 
     async def on_subscription_event(session: AsyncSession, event: CloudEvent) -> None:
         change = await lines.apply_subscription_event(session, event.type, event.data)
+        await refresh_segments(session, contracts, change.customer.id)
         await timeline.add_to_timeline(
             session,
             change.customer.id,
@@ -128,6 +137,7 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
 
     async def on_billing_event(session: AsyncSession, event: CloudEvent) -> None:
         change = await billing.apply_billing_event(session, event.id, event.type, event.data)
+        await refresh_segments(session, contracts, change.customer.id)
         if change.created:
             await stage(session, contracts, [profile_created(change.customer)])
 
@@ -136,3 +146,109 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
         **dict.fromkeys(billing.BILLING_EVENTS, on_billing_event),
     }
     return Subscription(group=group, handlers=handlers)
+
+
+# --- key accounts and privacy: customer.profile.key_account_changed / erased / merged ------------------------------
+
+
+def key_account_changed(customer: Customer, entry: KeyAccountAssignment) -> CloudEvent:
+    return new_event(
+        key_accounts.KEY_ACCOUNT_CHANGED,
+        source=SOURCE,
+        subject=customer.id,
+        data={
+            "customer_id": customer.id,
+            "change": key_accounts.change_kind(entry),
+            "key_account": customer.key_account,
+            "tier": customer.key_account_tier,
+            "account_manager": customer.account_manager,
+            "from_manager": entry.from_manager,
+            "reason": entry.reason,
+            "changed_by": entry.changed_by,
+            "changed_at": _iso(entry.changed_at),
+        },
+    )
+
+
+def customer_erased(erasure: CustomerErasure) -> CloudEvent:
+    """No personal data: the id, when, and the reason code."""
+    return new_event(
+        privacy.ERASED,
+        source=SOURCE,
+        subject=erasure.customer_id,
+        data={"customer_id": erasure.customer_id, "erased_at": _iso(erasure.erased_at), "reason": erasure.reason},
+    )
+
+
+def customers_merged(merge: CustomerMerge) -> CloudEvent:
+    return new_event(
+        privacy.MERGED,
+        source=SOURCE,
+        subject=merge.survivor_id,
+        data={"survivor_id": merge.survivor_id, "merged_id": merge.merged_id, "merged_at": _iso(merge.merged_at)},
+    )
+
+
+# --- customer.segment: built-in tier changes and rule-segment membership (客户分群) --------------------------------
+
+TIER_CHANGED = "customer.segment.tier_changed.v1"
+MEMBERSHIP_CHANGED = "customer.segment.membership_changed.v1"
+
+
+def tier_changed(customer_id: str, change: metrics.TierChange, occurred_at: datetime) -> CloudEvent:
+    return new_event(
+        TIER_CHANGED,
+        source=SOURCE,
+        subject=customer_id,
+        data={
+            "customer_id": customer_id,
+            "dimension": change.dimension,
+            "from": change.old,
+            "to": change.new,
+            "occurred_at": _iso(occurred_at),
+        },
+    )
+
+
+def membership_changed(
+    segment_id: str, segment_name: str, customer_id: str, change: str, occurred_at: datetime
+) -> CloudEvent:
+    return new_event(
+        MEMBERSHIP_CHANGED,
+        source=SOURCE,
+        subject=customer_id,
+        data={
+            "segment_id": segment_id,
+            "segment_name": segment_name,
+            "customer_id": customer_id,
+            "change": change,
+            "occurred_at": _iso(occurred_at),
+        },
+    )
+
+
+async def refresh_segments(session: AsyncSession, contracts: Contracts, customer_id: str) -> None:
+    """After an event about the customer: their facts and built-in tiers, and one tier_changed per tier moved.
+    Rule segments are not re-evaluated here (see the segments API)."""
+    now = utcnow()
+    changes = await metrics.refresh(session, customer_id, now)
+    await stage(session, contracts, [tier_changed(customer_id, change, now) for change in changes])
+
+
+# --- projections of ticketing.ticket, churn.score and campaign.contact (工单/预警/营销触达) -------------------------
+
+PROJECTIONS_GROUP_SUFFIX = "-projections"
+
+
+def projection_subscription(contracts: Contracts, group: str) -> Subscription:
+    """Tickets, risk scores and campaign contacts from the other services, in a consumer group of their own so a
+    backlog of one kind never waits behind the BOSS feed; each becomes a row of the customer's timeline."""
+
+    async def on_projection_event(session: AsyncSession, event: CloudEvent) -> None:
+        change = await projections.apply_projection_event(session, event.id, event.type, event.data)
+        await refresh_segments(session, contracts, change.customer.id)
+        if change.created:
+            await stage(session, contracts, [profile_created(change.customer)])
+
+    handlers: Mapping[str, Handler] = dict.fromkeys(projections.PROJECTION_EVENTS, on_projection_event)
+    return Subscription(group=group + PROJECTIONS_GROUP_SUFFIX, handlers=handlers)

@@ -133,3 +133,59 @@ async def test_bad_parameters_are_422_and_an_unknown_customer_404_problems(servi
     body = _assert_problem(r, 404, "not-found", "req-missing")
     assert "C404404" in body["detail"]
     assert body["instance"] == f"{CUSTOMERS}/C404404"
+
+
+async def _entered(service, name: str, kind: str, region: str) -> str:
+    r = await service.http.post(CUSTOMERS, json={"name": name, "customerType": kind, "region": region})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]  # type: ignore[no-any-return]
+
+
+async def test_sort_and_party_filters(service):
+    b = await _entered(service, "Bravo", "organization", "BJ")
+    a = await _entered(service, "alpha", "individual", "SH")
+    c = await _entered(service, "Charlie", "individual", "BJ")
+
+    assert (await _list(service, sort="name"))[0] == [a, b, c]  # letter case ignored
+    assert (await _list(service, sort="-name"))[0] == [c, b, a]
+    assert (await _list(service, sort="-createdAt"))[0] == [c, a, b]
+    assert (await _list(service, sort="status,-name", offset="1", limit="1")) == ([b], 3, 1)
+    assert await _list(service, customerType="individual", sort="name") == ([a, c], 2, 2)
+    assert await _list(service, customerType="organization", region="BJ") == ([b], 1, 1)
+    assert await _list(service, keyAccount="false", sort="name") == ([a, b, c], 3, 3)
+    assert await _list(service, keyAccount="true") == ([], 0, 0)
+    assert await _list(service, accountManager="kam-1") == ([], 0, 0)
+    # tiers come from the customer's metrics: none computed yet, so no customer is in any tier
+    assert await _list(service, valueTier="high") == ([], 0, 0)
+    assert await _list(service, segment="SEG-NONE") == ([], 0, 0)
+    r = await service.http.get(
+        CUSTOMERS, params={"fields": "partyType,segments,keyAccount", "sort": "name", "limit": 1}
+    )
+    assert r.json() == [
+        {
+            "id": a,
+            "href": f"{CUSTOMERS}/{a}",
+            "@type": "TelecomCustomer",
+            "@baseType": "Customer",
+            "partyType": "Individual",
+            "segments": {"valueTier": None, "activityTier": None, "lifecycleStage": None},
+            "keyAccount": {"isKeyAccount": False, "tier": None, "accountManager": None},
+        }
+    ]
+
+
+async def test_bad_sort_filters_and_limit_are_422(service):
+    cases = [
+        ({"sort": "shoeSize"}, "sort"),
+        ({"sort": "-name,colour"}, "sort"),
+        ({"limit": "5000"}, "limit"),
+        ({"customerType": "alien"}, "customerType"),
+        ({"valueTier": "gold"}, "valueTier"),
+        ({"activityTier": "x"}, "activityTier"),
+        ({"lifecycleStage": "dead"}, "lifecycleStage"),
+        ({"keyAccount": "maybe"}, "keyAccount"),
+    ]
+    for params, field in cases:
+        r = await service.http.get(CUSTOMERS, params=params, headers={"X-Request-ID": f"req-{field}"})
+        body = _assert_problem(r, 422, "invalid-input", f"req-{field}")
+        assert body["field"] == field, params

@@ -22,7 +22,13 @@ async def test_ready_with_database_broker_and_consumer_assigned_and_consumption_
     assert r.status_code == 200
     assert r.json() == {
         "status": "ready",
-        "checks": {"database": "up", "broker": "up", "topics": "up", "consumer:customer": "assigned"},
+        "checks": {
+            "database": "up",
+            "broker": "up",
+            "topics": "up",
+            "consumer:customer": "assigned",
+            "consumer:customer-projections": "assigned",
+        },
     }
 
     activated = "billing.subscription.activated.v1"
@@ -63,6 +69,7 @@ async def test_not_ready_until_the_broker_is_up_while_reads_are_served(database_
                 "broker": "down",
                 "topics": "provisioning",
                 "consumer:customer": "joining",
+                "consumer:customer-projections": "joining",
             }
             missing = await http.get("/tmf-api/customerManagement/v4/customer/C1")
             assert missing.status_code == 404  # the database side answers meanwhile

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from asgi_correlation_id import correlation_id
 from fastapi import Depends, Header, Path, Request, Response
-from sqlalchemy import ColumnElement, and_, select, true
+from sqlalchemy import ColumnElement, and_, select
 
 from crm_customer.models import Customer, PiiAccess
 from crm_kit.auth import PII_READ, Caller, Principal
@@ -35,14 +35,22 @@ def portfolio_only(principal: Principal) -> bool:
 
 
 def visible(principal: Principal) -> ColumnElement[bool]:
-    """The customers `principal` may see, as a WHERE clause for lists and searches."""
+    """The customers `principal` may see, as a WHERE clause for lists and searches (a merged duplicate is no
+    customer of its own any more)."""
     if portfolio_only(principal):
         return and_(Customer.key_account.is_(True), Customer.account_manager == principal.subject)
-    return true()
+    return Customer.merged_into.is_(None)
 
 
 def check_visible(principal: Principal, customer: Customer) -> None:
-    """404 for a customer outside the caller's portfolio: its existence is not the caller's business either."""
+    """404 for a customer outside the caller's portfolio: its existence is not the caller's business either.
+    404 too for a duplicate merged into another (客户合并), naming the survivor in `merged_into`."""
+    if customer.merged_into:
+        raise NotFound(
+            f"Customer {customer.id} was merged into {customer.merged_into}",
+            field="customer_id",
+            merged_into=customer.merged_into,
+        )
     if portfolio_only(principal) and not (customer.key_account and customer.account_manager == principal.subject):
         raise NotFound(f"No customer {customer.id} in your portfolio", field="customer_id")
 

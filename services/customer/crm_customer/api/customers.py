@@ -1,28 +1,56 @@
-"""TMF629 Customer Management: the customer resource, retrieve and list."""
+"""TMF629 Customer Management: the customer resource: create, retrieve, merge-patch, list; and the agents'
+customer search (客户查询) beside it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_customer.api.access import Reader, check_visible, visible
+from crm_customer import events
+from crm_customer.api.access import CustomerForUpdate, Reader, Writer, check_visible, visible
+from crm_customer.domain import party
+from crm_customer.domain.lines import count_lines
+from crm_customer.domain.party import (
+    PARTY_COLUMNS,
+    Medium,
+    PartyFields,
+    Trait,
+    guess_by,
+    normalise_term,
+    prefix_range,
+)
 from crm_customer.models import (
     BillingAccount,
+    ContactMedium,
     Customer,
+    CustomerCharacteristic,
+    CustomerMetrics,
+    SegmentMember,
     Subscription,
 )
-from crm_customer.schemas.customers import TmfCustomer
+from crm_customer.schemas.customers import (
+    MEDIUM_KEY,
+    CustomerCreate,
+    CustomerPatch,
+    SearchHit,
+    SearchMatch,
+    TmfCustomer,
+)
+from crm_kit.auth import Principal
 from crm_kit.errors import InvalidInput, NotFound
+from crm_kit.outbox import stage
 from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai, yuan
-from crm_kit.service import DbSession
+from crm_kit.service import DbSession, RuntimeDep
 
 BASE = "/tmf-api/customerManagement/v4"
-router = APIRouter(prefix=BASE, tags=["TMF629 Customer"])
+router = APIRouter(tags=["TMF629 Customer"])
+"""Full paths: the agents' search (/api/v1/customers/search) lives here too, ahead of /api/v1/customers/{id}/…"""
 
 ALWAYS = ("id", "href", "@type", "@baseType")
 FIELDS = set(TmfCustomer.model_json_schema(by_alias=True)["properties"])
@@ -38,10 +66,19 @@ def _as_is(value: str) -> str:
     return value
 
 
-def customer_resource(
-    customer: Customer, accounts: list[BillingAccount], lines: list[Subscription], *, reveal: bool = False
-) -> dict[str, Any]:
+def _medium(medium: ContactMedium, msisdn: Callable[[str], str | None]) -> dict[str, Any]:
+    key = MEDIUM_KEY.get(medium.medium_type, "value")
+    value = msisdn(medium.value) if key in ("phoneNumber", "faxNumber") else medium.value
+    return {
+        "mediumType": medium.medium_type,
+        "preferred": medium.preferred,
+        "characteristic": {"contactType": medium.medium_type, key: value},
+    }
+
+
+def customer_resource(view: CustomerView, *, reveal: bool = False) -> dict[str, Any]:
     """The TMF629 representation; phone and ID-card numbers masked unless `reveal` (see `access`)."""
+    customer, metrics = view.customer, view.metrics
     msisdn = _as_is if reveal else mask_msisdn
     id_card = _as_is if reveal else mask_id_card
     party_type = "Organization" if customer.customer_type == "organization" else "Individual"
@@ -52,7 +89,20 @@ def customer_resource(
     ]
     if customer.id_card_no:
         characteristic.append({"name": "idCardNumber", "value": id_card(customer.id_card_no), "valueType": "string"})
-    mobiles = [line for line in lines if line.status in ("active", "suspended")]
+    own = {
+        "registrationNo": customer.registration_no,
+        "gender": customer.gender,
+        "birthDate": customer.birth_date.isoformat() if customer.birth_date else None,
+        "industry": customer.industry,
+    }
+    characteristic += [
+        {"name": name, "value": value, "valueType": "date" if name == "birthDate" else "string"}
+        for name, value in own.items()
+        if value is not None
+    ]
+    characteristic += [{"name": t.name, "value": t.value, "valueType": t.value_type} for t in view.traits]
+    mobiles = [line for line in view.lines if line.status in ("active", "suspended")]
+    media_preferred = any(m.preferred for m in view.media)
     resource = TmfCustomer.model_validate(
         {
             "id": customer.id,
@@ -67,15 +117,16 @@ def customer_resource(
                 "name": customer.name,
                 "@referredType": party_type,
             },
-            "account": [{"id": a.id, "@referredType": "BillingAccount"} for a in accounts],
+            "account": [{"id": a.id, "@referredType": "BillingAccount"} for a in view.accounts],
             "contactMedium": [
                 {
                     "mediumType": "mobile",
-                    "preferred": i == 0,
+                    "preferred": i == 0 and not media_preferred,
                     "characteristic": {"contactType": "mobile", "phoneNumber": msisdn(line.msisdn)},
                 }
                 for i, line in enumerate(mobiles)
-            ],
+            ]
+            + [_medium(m, msisdn) for m in view.media],
             "characteristic": characteristic,
             "subscription": [
                 {
@@ -90,8 +141,19 @@ def customer_resource(
                     "endDate": shanghai(line.ended_at),
                     "contractEnd": line.contract_end.isoformat() if line.contract_end else None,
                 }
-                for line in lines
+                for line in view.lines
             ],
+            "partyType": party_type,
+            "keyAccount": {
+                "isKeyAccount": bool(customer.key_account),
+                "tier": customer.key_account_tier,
+                "accountManager": customer.account_manager,
+            },
+            "segments": {
+                "valueTier": metrics.value_tier if metrics else None,
+                "activityTier": metrics.activity_tier if metrics else None,
+                "lifecycleStage": metrics.lifecycle_stage if metrics else None,
+            },
         }
     )
     return resource.model_dump(mode="json", by_alias=True)
@@ -125,16 +187,21 @@ class CustomerView:
     customer: Customer
     accounts: list[BillingAccount] = field(default_factory=list)
     lines: list[Subscription] = field(default_factory=list)
+    media: list[ContactMedium] = field(default_factory=list)
+    traits: list[CustomerCharacteristic] = field(default_factory=list)
+    metrics: CustomerMetrics | None = None
 
 
-async def load_views(session: AsyncSession, ids: Select[tuple[str]]) -> list[CustomerView]:
-    """The customers whose ids `ids` selects, with their lines, in id order.
+async def load_views(session: AsyncSession, ids: Sequence[str]) -> list[CustomerView]:
+    """The customers `ids` names, with their lines, in the order of `ids`.
 
     Customers and lines come from ONE statement: each statement sees one committed state, so a customer's
     status always agrees with the lines shown beside it (separate SELECTs could each see a different commit
     of the consumer). Accounts are only ever added, each with its first line, so reading them afterwards
-    still finds every account the lines name.
+    still finds every account the lines name; contact media, characteristics and metrics change on their own.
     """
+    if not ids:
+        return []
     rows = (
         await session.execute(
             select(Customer, Subscription)
@@ -149,31 +216,46 @@ async def load_views(session: AsyncSession, ids: Select[tuple[str]]) -> list[Cus
         view = views.setdefault(customer.id, CustomerView(customer))
         if line is not None:
             view.lines.append(line)
-    if views:
-        accounts = await session.scalars(
-            select(BillingAccount).where(BillingAccount.customer_id.in_(list(views))).order_by(BillingAccount.id)
-        )
-        for account in accounts:
-            views[account.customer_id].accounts.append(account)
-    return list(views.values())
+    if not views:
+        return []
+    found = list(views)
+    for account in await session.scalars(
+        select(BillingAccount).where(BillingAccount.customer_id.in_(found)).order_by(BillingAccount.id)
+    ):
+        views[account.customer_id].accounts.append(account)
+    for medium in await session.scalars(
+        select(ContactMedium).where(ContactMedium.customer_id.in_(found)).order_by(ContactMedium.id)
+    ):
+        views[medium.customer_id].media.append(medium)
+    for trait in await session.scalars(
+        select(CustomerCharacteristic)
+        .where(CustomerCharacteristic.customer_id.in_(found))
+        .order_by(CustomerCharacteristic.name)
+    ):
+        views[trait.customer_id].traits.append(trait)
+    for metrics in await session.scalars(select(CustomerMetrics).where(CustomerMetrics.customer_id.in_(found))):
+        views[metrics.customer_id].metrics = metrics
+    return [views[i] for i in ids if i in views]
 
 
 PII_FIELDS = "msisdn,id_card_no"
 
 
 def resource(view: CustomerView, reveal: bool = False) -> dict[str, Any]:
-    return customer_resource(view.customer, view.accounts, view.lines, reveal=reveal)
+    return customer_resource(view, reveal=reveal)
 
 
 async def load_customer(customer_id: str, session: DbSession, access: Reader) -> CustomerView:
-    found = await load_views(session, select(Customer.id).where(Customer.id == customer_id))
+    found = await load_views(session, [customer_id])
     if not found:
         raise NotFound(f"No customer {customer_id}", field="id")
     check_visible(access.principal, found[0].customer)
     return found[0]
 
 
-@router.get("/customer/{customer_id}", summary="Retrieve a customer", response_model=TmfCustomer, responses={404: {}})
+@router.get(
+    f"{BASE}/customer/{{customer_id}}", summary="Retrieve a customer", response_model=TmfCustomer, responses={404: {}}
+)
 async def retrieve_customer(
     customer: Annotated[CustomerView, Depends(load_customer)], fields: Fields, access: Reader, session: DbSession
 ) -> JSONResponse:
@@ -181,32 +263,273 @@ async def retrieve_customer(
     return JSONResponse(select_fields(resource(customer, access.reveal_pii), fields), headers=access.headers)
 
 
-@router.get("/customer", summary="List customers", response_model=list[TmfCustomer])
+SORTS = {"id": Customer.id, "name": Customer.name_key, "createdAt": Customer.created_at, "status": Customer.status}
+
+
+def parse_sort(
+    sort: Annotated[
+        str | None,
+        Query(max_length=100, description="Comma-separated keys among id, name, createdAt, status; `-` descending"),
+    ] = None,
+) -> list[Any]:
+    """The ORDER BY; the id always breaks ties so pages never overlap."""
+    order: list[Any] = []
+    for part in (p.strip() for p in (sort or "").split(",")):
+        if not part:
+            continue
+        key = part.removeprefix("-").removeprefix("+")
+        if key not in SORTS:
+            raise InvalidInput(f"Cannot sort by {key}; sort by one of {', '.join(SORTS)}", field="sort")
+        column = SORTS[key]
+        order.append(column.desc().nulls_last() if part.startswith("-") else column.asc().nulls_last())
+    return [*order, Customer.id]
+
+
+@router.get(f"{BASE}/customer", summary="List customers", response_model=list[TmfCustomer])
 async def list_customers(
     session: DbSession,
     fields: Fields,
     access: Reader,
+    order: Annotated[list[Any], Depends(parse_sort)],
     status: Annotated[str | None, Query(pattern="^(active|suspended|inactive)$")] = None,
     region: Annotated[str | None, Query(max_length=16)] = None,
     name: Annotated[
         str | None, Query(max_length=200, description="Prefix of the customer's name, ignoring letter case")
     ] = None,
+    customer_type: Annotated[Literal["individual", "organization"] | None, Query(alias="customerType")] = None,
+    value_tier: Annotated[Literal["high", "mid", "low"] | None, Query(alias="valueTier")] = None,
+    activity_tier: Annotated[Literal["high", "mid", "low", "dormant"] | None, Query(alias="activityTier")] = None,
+    lifecycle_stage: Annotated[
+        Literal["new", "growing", "stable", "declining", "at_risk", "churned"] | None, Query(alias="lifecycleStage")
+    ] = None,
+    segment: Annotated[str | None, Query(max_length=64, description="Members of this rule segment")] = None,
+    key_account: Annotated[bool | None, Query(alias="keyAccount")] = None,
+    account_manager: Annotated[str | None, Query(alias="accountManager", max_length=128)] = None,
+    include_merged: Annotated[
+        bool, Query(alias="includeMerged", description="Also the duplicates merged into another customer")
+    ] = False,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
     query = select(Customer.id).where(visible(access.principal))
-    if status:
-        query = query.where(Customer.status == status)
-    if region:
-        query = query.where(Customer.region == region)
+    if not include_merged:
+        query = query.where(Customer.merged_into.is_(None))
+    for column, value in (
+        (Customer.status, status),
+        (Customer.region, region),
+        (Customer.customer_type, customer_type),
+        (Customer.key_account, key_account),
+        (Customer.account_manager, account_manager),
+    ):
+        if value is not None:
+            query = query.where(column == value)
     if name:
-        # LIKE is case-insensitive on SQLite and case-sensitive on PostgreSQL: say which, the same everywhere
-        query = query.where(Customer.name.istartswith(name, autoescape=True))
+        # the same answer on every database: the name's case-folded key, by prefix, LIKE wildcards literal
+        query = query.where(prefix_range(Customer.name_key, name.lower(), digits=False))
+    tiers = [
+        (CustomerMetrics.value_tier, value_tier),
+        (CustomerMetrics.activity_tier, activity_tier),
+        (CustomerMetrics.lifecycle_stage, lifecycle_stage),
+    ]
+    if any(value is not None for _, value in tiers):
+        query = query.join(CustomerMetrics, CustomerMetrics.customer_id == Customer.id)
+        for column, value in tiers:
+            if value is not None:
+                query = query.where(column == value)
+    if segment:
+        query = query.where(
+            Customer.id.in_(select(SegmentMember.customer_id).where(SegmentMember.segment_id == segment))
+        )
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    page = await load_views(session, query.order_by(Customer.id).offset(offset).limit(limit))
+    ids = (await session.scalars(query.order_by(*order).offset(offset).limit(limit))).all()
+    page = await load_views(session, ids)
     await access.audit(session, [view.customer.id for view in page], PII_FIELDS)
     items = [select_fields(resource(view, access.reveal_pii), fields) for view in page]
     return JSONResponse(
         items,
         headers={**access.headers, "X-Total-Count": str(total), "X-Result-Count": str(len(items))},
     )
+
+
+def party_fields(body: CustomerCreate | CustomerPatch) -> PartyFields:
+    present = body.model_fields_set
+    return PartyFields(
+        values={k: getattr(body, k) for k in PARTY_COLUMNS},
+        media=None
+        if body.contact_medium is None
+        else [Medium(m.medium_type, m.value, m.preferred) for m in body.contact_medium],
+        traits=None
+        if body.characteristic is None
+        else [Trait(t.name, t.value, t.value_type) for t in body.characteristic],
+        present=set(present),
+    )
+
+
+@router.post(
+    f"{BASE}/customer",
+    summary="Create a customer entered in the CRM (客户建档)",
+    status_code=201,
+    response_model=TmfCustomer,
+    responses={422: {}},
+)
+async def create_customer(
+    body: CustomerCreate, session: DbSession, rt: RuntimeDep, principal: Writer, access: Reader
+) -> JSONResponse:
+    customer = await party.create_customer(session, body.customer_type, party_fields(body))
+    await stage(session, rt.contracts, [events.profile_created(customer)])
+    view = (await load_views(session, [customer.id]))[0]
+    await access.audit(session, [customer.id], PII_FIELDS)
+    return JSONResponse(
+        resource(view, access.reveal_pii),
+        status_code=201,
+        headers={**access.headers, "Location": f"{BASE}/customer/{customer.id}"},
+    )
+
+
+@router.patch(
+    f"{BASE}/customer/{{customer_id}}",
+    summary="Update a customer (JSON merge-patch)",
+    response_model=TmfCustomer,
+    responses={404: {}, 422: {}},
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/merge-patch+json": {"schema": {"$ref": "#/components/schemas/CustomerPatch"}}}
+        }
+    },
+)
+async def patch_customer(
+    customer_id: CustomerForUpdate,
+    body: CustomerPatch,
+    session: DbSession,
+    rt: RuntimeDep,
+    access: Reader,
+) -> JSONResponse:
+    customer = await session.get_one(Customer, customer_id)
+    if await party.patch_customer(session, customer, party_fields(body)):
+        counts = await count_lines(session, customer_id)
+        await stage(session, rt.contracts, [events.profile_updated(customer, counts)])
+    view = (await load_views(session, [customer_id]))[0]
+    await access.audit(session, [customer_id], PII_FIELDS)
+    return JSONResponse(resource(view, access.reveal_pii), headers=access.headers)
+
+
+# --- search (客户查询): /api/v1/customers/search ------------------------------------------------------------------
+
+SEARCH = "/api/v1/customers/search"
+SEARCH_PII = {"phone": "msisdn", "id_card": "id_card_no"}
+
+
+def _live(query: Select[Any], principal: Principal) -> Select[Any]:
+    return query.where(visible(principal), Customer.merged_into.is_(None))
+
+
+async def _matches(
+    session: AsyncSession, by: str, term: str, exact: bool, limit: int, principal: Principal
+) -> dict[str, SearchMatch]:
+    """customer id → what matched, exact matches first, then prefix matches in the column's index order.
+
+    Each query is an index range scan stopped by LIMIT: the exact match and the prefix range are asked
+    separately so that neither needs a sort of everything that matched."""
+    found: dict[str, SearchMatch] = {}
+    if by == "phone":
+        key: Any = Subscription.msisdn
+        base = _live(
+            select(Subscription.customer_id, Subscription.msisdn).join(
+                Customer, Customer.id == Subscription.customer_id
+            ),
+            principal,
+        )
+    elif by == "account":
+        key = byte_ordered(session, BillingAccount.id)
+        base = _live(
+            select(BillingAccount.customer_id, BillingAccount.id).join(
+                Customer, Customer.id == BillingAccount.customer_id
+            ),
+            principal,
+        )
+    else:
+        key = {"name": Customer.name_key, "id_card": Customer.id_card_no, "registration_no": Customer.registration_no}[
+            by
+        ]
+        base = _live(select(Customer.id, key), principal)
+    queries = [base.where(key == term).order_by(key).limit(limit)]
+    if not exact:
+        queries.append(
+            base.where(prefix_range(key, term, digits=by in ("phone", "id_card")), key != term)
+            .order_by(key)
+            .limit(limit)
+        )
+    for query in queries:
+        for customer_id, value in (await session.execute(query)).all():
+            match = found.setdefault(customer_id, SearchMatch(by=by))
+            if by == "phone":
+                match.msisdn.append(value)
+            elif by == "account" and match.account_id is None:
+                match.account_id = value
+    return dict(list(found.items())[:limit])
+
+
+def byte_ordered(session: AsyncSession, column: Any) -> Any:
+    """`column` compared byte by byte: on PostgreSQL `COLLATE "C"` (what ix_billing_account_id_c indexes), so a
+    prefix range finds exactly the ids that start with it; SQLite compares bytes already."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column.collate("C")
+    return column
+
+
+@router.get(SEARCH, tags=["Customer search"], summary="Find customers by name, number, ID card, credit code or account")
+async def search_customers(
+    session: DbSession,
+    access: Reader,
+    q: Annotated[str, Query(min_length=1, max_length=64, description="What the customer gave: name, number, …")],
+    by: Annotated[
+        Literal["auto", "name", "phone", "id_card", "account", "registration_no"],
+        Query(description="auto guesses from the shape of q"),
+    ] = "auto",
+    match: Annotated[Literal["prefix", "exact"], Query()] = "prefix",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JSONResponse:
+    kind = guess_by(q.strip()) if by == "auto" else by
+    term = normalise_term(q, kind)
+    matches = await _matches(session, kind, term, match == "exact", limit, access.principal)
+    rows = (
+        await session.execute(
+            select(Customer, CustomerMetrics.value_tier)
+            .outerjoin(CustomerMetrics, CustomerMetrics.customer_id == Customer.id)
+            .where(Customer.id.in_(list(matches)))
+        )
+    ).all()
+    reveal = access.reveal_pii
+    msisdn = _as_is if reveal else mask_msisdn
+    id_card = _as_is if reveal else mask_id_card
+    exact_keys = {
+        "name": lambda c, m: c.name_key == term,
+        "phone": lambda c, m: term in m.msisdn,
+        "id_card": lambda c, m: c.id_card_no == term,
+        "registration_no": lambda c, m: c.registration_no == term,
+        "account": lambda c, m: m.account_id == term,
+    }
+    hits = []
+    for customer, value_tier in rows:
+        found = matches[customer.id]
+        shown = found.model_copy(update={"msisdn": [msisdn(n) or "" for n in found.msisdn]})
+        hits.append(
+            SearchHit(
+                id=customer.id,
+                href=f"{BASE}/customer/{customer.id}",
+                name=customer.name,
+                customer_type=customer.customer_type,
+                status=customer.status,
+                region=customer.region,
+                id_card_no=id_card(customer.id_card_no),
+                registration_no=customer.registration_no,
+                key_account=bool(customer.key_account),
+                value_tier=value_tier,
+                exact=exact_keys[kind](customer, found),
+                matched=shown,
+            )
+        )
+    hits.sort(key=lambda h: (not h.exact, h.name or "", h.id))
+    await access.audit(session, [h.id for h in hits], SEARCH_PII.get(kind, PII_FIELDS))
+    items = [h.model_dump(mode="json", by_alias=True) for h in hits]
+    return JSONResponse(items, headers={**access.headers, "X-Result-Count": str(len(items)), "X-Search-By": kind})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -25,6 +26,8 @@ LINE_STATUS_AFTER = {
     "billing.subscription.ported_out.v1": "ported_out",
 }
 ENDED = ("terminated", "ported_out")
+MERGE_HOPS = 8
+"""How many merges a late event follows (A merged into B, B into C, ...) before it lands where it stops."""
 
 
 @dataclass
@@ -64,10 +67,20 @@ async def count_lines(session: AsyncSession, customer_id: str) -> LineCounts:
     return LineCounts(active=rows.get("active", 0), suspended=rows.get("suspended", 0), total=sum(rows.values()))
 
 
+def msisdn_pseudonym(subscription_id: str) -> str:
+    """The number an erased customer's line shows instead of its MSISDN: stable per line, says nothing."""
+    return f"DEL{hashlib.sha256(subscription_id.encode()).hexdigest()[:12]}"
+
+
 async def ensure_customer(session: AsyncSession, customer_id: str, now: datetime) -> tuple[Customer, bool]:
     """The customer, or a placeholder (status inactive, no details yet) when the BOSS names one we have not seen:
-    events about a customer may arrive before the one that introduces them. Returns (customer, created)."""
+    events about a customer may arrive before the one that introduces them. A customer merged into another
+    (客户合并) stands for the survivor. Returns (customer, created)."""
     customer = await session.get(Customer, customer_id)
+    for _ in range(MERGE_HOPS):
+        if customer is None or not customer.merged_into:
+            break
+        customer = await session.get(Customer, customer.merged_into)
     if customer is not None:
         return customer, False
     customer = Customer(id=customer_id, status="inactive", created_at=now, updated_at=now)
@@ -101,10 +114,12 @@ async def apply_subscription_event(session: AsyncSession, event_type: str, data:
 
     party = data.get("customer")
     if party:
-        customer.name = party["name"]
         customer.customer_type = party["type"]
         customer.region = party["region"]
-        customer.id_card_no = party.get("id_card_no", customer.id_card_no)
+        if customer.erased_at is None:  # an erased customer's name and ID number are not learnt again
+            customer.name = party["name"]
+            customer.name_key = party["name"].lower()
+            customer.id_card_no = party.get("id_card_no", customer.id_card_no)
 
     await ensure_account(session, data["account_id"], customer.id, now)
 
@@ -120,6 +135,8 @@ async def apply_subscription_event(session: AsyncSession, event_type: str, data:
         )
         session.add(line)
     _apply_to_line(line, event_type, data, occurred)
+    if customer.erased_at is not None:
+        line.msisdn = msisdn_pseudonym(line.id)
     line.updated_at = now
     await session.flush()
 

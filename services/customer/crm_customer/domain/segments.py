@@ -1,0 +1,472 @@
+"""Segments (客户分群): the rule language, its compilation to one SQL WHERE, and membership.
+
+A rule is JSON: `{"all": [..]}`, `{"any": [..]}`, `{"not": {..}}` or a leaf
+`{"field": "arpu_fen", "op": "gte", "value": 10000}` over a whitelist of profile fields and the customer's
+facts (CustomerMetrics). It compiles to one WHERE over customer LEFT JOIN customer_metrics, so counting or
+listing a segment of a million customers is one scan. Merged and erased customers are never members.
+
+Rule segments are evaluated when created, when their rule changes and on `evaluate` (by hand or a periodic
+job); the built-in tiers (value, activity, lifecycle) move with each customer's billing events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_customer.domain import metrics
+from crm_customer.models import Customer, CustomerMetrics, Segment, SegmentMember
+from crm_kit.errors import Conflict, InvalidInput, NotFound
+from crm_kit.events import parse_rfc3339
+
+MAX_DEPTH = 8
+MAX_LEAVES = 50
+MAX_IN_VALUES = 1000
+OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between", "is_null")
+ORDERED_OPS = ("gt", "gte", "lt", "lte", "between")
+SAMPLE_SIZE = 20
+
+TEXT, INTEGER, BOOLEAN, DECIMAL, DATETIME = "text", "integer", "boolean", "decimal", "date-time"
+
+
+@dataclass(frozen=True)
+class Field:
+    column: Any
+    kind: str
+    choices: tuple[str, ...] = ()
+
+
+def _zero(column: Any) -> ColumnElement[Any]:
+    """A fact counted from zero: a customer without a metrics row yet has none of it."""
+    return func.coalesce(column, 0)
+
+
+M = CustomerMetrics
+FIELDS: dict[str, Field] = {
+    "region": Field(Customer.region, TEXT),
+    "customer_type": Field(Customer.customer_type, TEXT),
+    "status": Field(Customer.status, TEXT),
+    "key_account": Field(Customer.key_account, BOOLEAN),
+    "key_account_tier": Field(Customer.key_account_tier, TEXT),
+    "account_manager": Field(Customer.account_manager, TEXT),
+    "created_at": Field(Customer.created_at, DATETIME),
+    "source": Field(Customer.source, TEXT),
+    "arpu_fen": Field(M.arpu_fen, INTEGER),
+    "prev_arpu_fen": Field(M.prev_arpu_fen, INTEGER),
+    "outstanding_fen": Field(_zero(M.outstanding_fen), INTEGER),
+    "overdue_invoices": Field(_zero(M.overdue_invoices), INTEGER),
+    "active_lines": Field(_zero(M.active_lines), INTEGER),
+    "total_lines": Field(_zero(M.total_lines), INTEGER),
+    "voice_minutes_30d": Field(_zero(M.voice_minutes_30d), INTEGER),
+    "sms_30d": Field(_zero(M.sms_30d), INTEGER),
+    "data_mb_30d": Field(_zero(M.data_mb_30d), INTEGER),
+    "days_active_30d": Field(_zero(M.days_active_30d), INTEGER),
+    "open_tickets": Field(_zero(M.open_tickets), INTEGER),
+    "last_csat": Field(M.last_csat, INTEGER),
+    "churn_score": Field(M.churn_score, DECIMAL),
+    "bad_debt_score": Field(M.bad_debt_score, DECIMAL),
+    "value_tier": Field(M.value_tier, TEXT, metrics.VALUE_TIERS),
+    "activity_tier": Field(M.activity_tier, TEXT, metrics.ACTIVITY_TIERS),
+    "lifecycle_stage": Field(M.lifecycle_stage, TEXT, metrics.LIFECYCLE_STAGES),
+    "tenure_days": Field(M.first_activated_at, INTEGER),
+}
+TENURE = "tenure_days"
+
+
+# --- validation ----------------------------------------------------------------------------------------------------
+
+
+def _bad(path: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{path}: {message}", field=path)
+
+
+def _scalar(field_name: str, field: Field, value: Any, path: str) -> Any:
+    """The value as the column compares it, or 422 naming `path`."""
+    if field.kind == BOOLEAN:
+        if not isinstance(value, bool):
+            raise _bad(path, f"{field_name} is a boolean: expected true or false")
+        return value
+    if field.kind == INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(path, f"{field_name} is an integer: expected a whole number")
+        return value
+    if field.kind == DECIMAL:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad(path, f"{field_name} is a decimal: expected a number")
+        try:
+            return Decimal(str(value))
+        except InvalidOperation as exc:
+            raise _bad(path, f"{field_name} is a decimal: {value!r} is not a finite number") from exc
+    if not isinstance(value, str):
+        expected = "an RFC 3339 date-time string" if field.kind == DATETIME else "a string"
+        raise _bad(path, f"{field_name} is {'a date-time' if field.kind == DATETIME else 'text'}: expected {expected}")
+    if field.kind == DATETIME:
+        try:
+            return parse_rfc3339(value)
+        except ValueError as exc:
+            raise _bad(path, f"{field_name} needs an RFC 3339 date-time with a zone offset: {exc}") from exc
+    if field.choices and value not in field.choices:
+        raise _bad(path, f"{field_name} is one of {', '.join(field.choices)}; not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Leaf:
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # all, any, not
+    children: tuple[Rule, ...]
+
+
+Rule = Leaf | Node
+
+
+def _leaf(node: dict[str, Any], path: str) -> Leaf:
+    unknown = sorted(set(node) - {"field", "op", "value"})
+    if unknown:
+        raise _bad(f"{path}.{unknown[0]}", "unknown key; a condition has field, op and value")
+    for key in ("field", "op", "value"):
+        if key not in node:
+            raise _bad(f"{path}.{key}", "missing")
+    name, op, value = node["field"], node["op"], node["value"]
+    if not isinstance(name, str) or name not in FIELDS:
+        raise _bad(f"{path}.field", f"unknown field {name!r}; known: {', '.join(FIELDS)}")
+    if not isinstance(op, str) or op not in OPS:
+        raise _bad(f"{path}.op", f"unknown op {op!r}; known: {', '.join(OPS)}")
+    field = FIELDS[name]
+    where = f"{path}.value"
+    if op == "is_null":
+        if not isinstance(value, bool):
+            raise _bad(where, "is_null takes true or false")
+        return Leaf(name, op, value)
+    if op in ORDERED_OPS and field.kind in (TEXT, BOOLEAN):
+        raise _bad(f"{path}.op", f"{op} does not apply to {name} ({field.kind}); use eq, ne or in")
+    if op == "in":
+        if not isinstance(value, list) or not value or len(value) > MAX_IN_VALUES:
+            raise _bad(where, f"in takes a list of 1 to {MAX_IN_VALUES} values")
+        return Leaf(name, op, tuple(_scalar(name, field, v, f"{where}[{i}]") for i, v in enumerate(value)))
+    if op == "between":
+        if not isinstance(value, list) or len(value) != 2:
+            raise _bad(where, "between takes [low, high]")
+        low, high = (_scalar(name, field, v, f"{where}[{i}]") for i, v in enumerate(value))
+        if low > high:
+            raise _bad(where, "between takes [low, high] with low ≤ high")
+        return Leaf(name, op, (low, high))
+    if value is None:
+        raise _bad(where, f"{op} needs a value; to match a missing value use is_null")
+    return Leaf(name, op, _scalar(name, field, value, where))
+
+
+def parse_rule(rule: Any, path: str = "rule") -> Rule:
+    """The rule checked and parsed; any mistake is a 422 naming where in the rule it is (`rule.all[2].op`)."""
+    leaves = 0
+
+    def walk(node: Any, at: str, depth: int) -> Rule:
+        nonlocal leaves
+        if depth > MAX_DEPTH:
+            raise _bad(at, f"rules nest at most {MAX_DEPTH} levels deep")
+        if not isinstance(node, dict):
+            raise _bad(at, "expected an object: all, any, not, or a condition {field, op, value}")
+        groups = [k for k in ("all", "any", "not") if k in node]
+        if not groups:
+            leaves += 1
+            if leaves > MAX_LEAVES:
+                raise _bad(at, f"a rule has at most {MAX_LEAVES} conditions")
+            return _leaf(node, at)
+        kind = groups[0]
+        if len(node) != 1:
+            extra = sorted(k for k in node if k != kind)[0]
+            raise _bad(f"{at}.{extra}", f"{kind} stands alone in its object")
+        inner = node[kind]
+        if kind == "not":
+            return Node(kind, (walk(inner, f"{at}.not", depth + 1),))
+        if not isinstance(inner, list) or not inner:
+            raise _bad(f"{at}.{kind}", f"{kind} takes a non-empty list of rules")
+        return Node(kind, tuple(walk(child, f"{at}.{kind}[{i}]", depth + 1) for i, child in enumerate(inner)))
+
+    return walk(rule, path, 1)
+
+
+# --- compilation ---------------------------------------------------------------------------------------------------
+
+_COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "eq": lambda c, v: c == v,
+    "ne": lambda c, v: c != v,
+    "gt": lambda c, v: c > v,
+    "gte": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "lte": lambda c, v: c <= v,
+}
+
+
+def _tenure(leaf: Leaf, now: datetime) -> ColumnElement[bool]:
+    """tenure_days (whole days since the first activation) as bounds on first_activated_at:
+    tenure ≥ n ⇔ activated at or before now − n days; tenure ≤ n ⇔ activated after now − (n + 1) days."""
+    activated = M.first_activated_at
+
+    def at_least(n: int) -> ColumnElement[bool]:
+        return activated <= now - timedelta(days=n)
+
+    def at_most(n: int) -> ColumnElement[bool]:
+        return activated > now - timedelta(days=n + 1)
+
+    def equal(n: int) -> ColumnElement[bool]:
+        return and_(at_least(n), at_most(n))
+
+    v = leaf.value
+    match leaf.op:
+        case "eq":
+            return equal(v)
+        case "ne":
+            return and_(activated.is_not(None), not_(equal(v)))
+        case "gt":
+            return at_least(v + 1)
+        case "gte":
+            return at_least(v)
+        case "lt":
+            return at_most(v - 1)
+        case "lte":
+            return at_most(v)
+        case "in":
+            return or_(*(equal(n) for n in v))
+        case _:
+            return and_(at_least(v[0]), at_most(v[1]))
+
+
+def _compile_leaf(leaf: Leaf, now: datetime) -> ColumnElement[bool]:
+    column = FIELDS[leaf.field].column
+    if leaf.op == "is_null":
+        return column.is_(None) if leaf.value else column.is_not(None)
+    if leaf.field == TENURE:
+        return _tenure(leaf, now)
+    if leaf.op == "in":
+        return column.in_(leaf.value)
+    if leaf.op == "between":
+        return column.between(*leaf.value)
+    return _COMPARE[leaf.op](column, leaf.value)
+
+
+def compile_rule(rule: Rule, now: datetime) -> ColumnElement[bool]:
+    """The rule as one WHERE over customer LEFT JOIN customer_metrics. A comparison never matches a missing
+    value (SQL's NULL), not even under `not`; `is_null` asks for one."""
+    if isinstance(rule, Leaf):
+        return _compile_leaf(rule, now)
+    parts = [compile_rule(child, now) for child in rule.children]
+    if rule.kind == "all":
+        return and_(*parts)
+    if rule.kind == "any":
+        return or_(*parts)
+    return not_(parts[0])
+
+
+def eligible() -> ColumnElement[bool]:
+    """Merged and erased customers belong to no segment."""
+    return and_(Customer.merged_into.is_(None), Customer.erased_at.is_(None))
+
+
+def population(where: ColumnElement[bool]) -> Select[tuple[str]]:
+    """Ids of the customers matching `where`, over customer LEFT JOIN customer_metrics."""
+    return (
+        select(Customer.id)
+        .select_from(Customer)
+        .outerjoin(CustomerMetrics, CustomerMetrics.customer_id == Customer.id)
+        .where(eligible(), where)
+    )
+
+
+def matching(rule: Any, now: datetime) -> ColumnElement[bool]:
+    return compile_rule(parse_rule(rule), now)
+
+
+@dataclass
+class Preview:
+    count: int
+    sample: list[tuple[str, str | None]]
+
+
+async def preview(session: AsyncSession, rule: Any, now: datetime) -> Preview:
+    """How many customers the rule selects now, and the first few (by id)."""
+    where = matching(rule, now)
+    ids = population(where).subquery()
+    count = await session.scalar(select(func.count()).select_from(ids)) or 0
+    rows = await session.execute(
+        select(Customer.id, Customer.name)
+        .where(Customer.id.in_(population(where).order_by(Customer.id).limit(SAMPLE_SIZE).scalar_subquery()))
+        .order_by(Customer.id)
+    )
+    return Preview(count, [(r.id, r.name) for r in rows])
+
+
+def mask_name(name: str | None) -> str | None:
+    """张伟 → 张*, Acme Ltd → A*******: enough to recognise a sample, not to identify a person."""
+    if not name:
+        return name
+    return name[0] + "*" * (len(name) - 1)
+
+
+# --- built-in tier segments ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Builtin:
+    id: str
+    dimension: str
+    tier: str
+
+    @property
+    def rule(self) -> dict[str, Any]:
+        column = {metrics.VALUE: "value_tier", metrics.ACTIVITY: "activity_tier", metrics.LIFECYCLE: "lifecycle_stage"}
+        return {"field": column[self.dimension], "op": "eq", "value": self.tier}
+
+    @property
+    def name(self) -> str:
+        return f"{self.dimension} {self.tier}"
+
+
+BUILTINS = {
+    f"{dimension}-{tier}": Builtin(f"{dimension}-{tier}", dimension, tier)
+    for dimension, tiers in metrics.TIERS.items()
+    for tier in tiers
+}
+
+
+async def builtin_counts(session: AsyncSession) -> dict[str, int]:
+    """Customers per built-in tier: one scan grouped by the three tier columns together (at most 72 groups)."""
+    counts = dict.fromkeys(BUILTINS, 0)
+    columns = list(metrics.TIER_COLUMNS.values())
+    rows = await session.execute(
+        select(*columns, func.count())
+        .select_from(Customer)
+        .join(CustomerMetrics, CustomerMetrics.customer_id == Customer.id)
+        .where(eligible())
+        .group_by(*columns)
+    )
+    for *tiers, count in rows:
+        for dimension, tier in zip(metrics.TIER_COLUMNS, tiers, strict=True):
+            if tier is not None:
+                counts[f"{dimension}-{tier}"] += count
+    return counts
+
+
+# --- rule segments -------------------------------------------------------------------------------------------------
+
+
+def new_segment_id() -> str:
+    return f"SEG-{uuid.uuid4().hex[:12].upper()}"
+
+
+async def get_segment(session: AsyncSession, segment_id: str, *, for_update: bool = False) -> Segment:
+    query = select(Segment).where(Segment.id == segment_id)
+    segment = await session.scalar(query.with_for_update() if for_update else query)
+    if segment is None:
+        raise NotFound(f"No segment {segment_id}", field="segment_id")
+    return segment
+
+
+async def check_name_free(session: AsyncSession, name: str, segment_id: str | None = None) -> None:
+    taken = await session.scalar(select(Segment.id).where(Segment.name == name))
+    if name in {b.name for b in BUILTINS.values()} or (taken is not None and taken != segment_id):
+        raise Conflict(f"A segment named {name!r} exists already", field="name")
+
+
+@dataclass
+class Diff:
+    joined: list[str]
+    left: list[str]
+
+
+async def evaluate(session: AsyncSession, segment: Segment, now: datetime) -> Diff:
+    """Bring the members in line with the rule, set-based: who newly matches joins (INSERT … SELECT), who no
+    longer matches leaves (DELETE … WHERE NOT IN); returns both lists for the membership events."""
+    where = matching(segment.rule, now) if segment.status == "active" else literal(False)
+    current = select(SegmentMember.customer_id).where(SegmentMember.segment_id == segment.id)
+    is_member = exists().where(SegmentMember.segment_id == segment.id, SegmentMember.customer_id == Customer.id)
+    newcomers = population(where).where(~is_member)
+    matched = population(where)
+    left = list(await session.scalars(current.where(SegmentMember.customer_id.not_in(matched)).order_by("customer_id")))
+    joined = list(await session.scalars(newcomers.order_by(Customer.id)))
+    if left:
+        await session.execute(
+            delete(SegmentMember)
+            .where(SegmentMember.segment_id == segment.id, SegmentMember.customer_id.not_in(matched))
+            .execution_options(synchronize_session=False)
+        )
+    if joined:
+        await session.execute(
+            insert(SegmentMember).from_select(
+                ["segment_id", "customer_id", "since"],
+                newcomers.with_only_columns(literal(segment.id), Customer.id, literal(now, M.updated_at.type)),
+            )
+        )
+    segment.member_count = (
+        await session.scalar(
+            select(func.count()).select_from(SegmentMember).where(SegmentMember.segment_id == segment.id)
+        )
+        or 0
+    )
+    segment.evaluated_at = now
+    segment.updated_at = now
+    await session.flush()
+    return Diff(joined, left)
+
+
+async def list_segments(session: AsyncSession, status: str | None) -> Sequence[Segment]:
+    query = select(Segment).where(Segment.kind == "rule").order_by(Segment.created_at, Segment.id)
+    if status:
+        query = query.where(Segment.status == status)
+    return list(await session.scalars(query))
+
+
+@dataclass
+class Member:
+    customer_id: str
+    name: str | None
+    since: datetime | None
+
+
+async def members(
+    session: AsyncSession, segment_id: str, visible: ColumnElement[bool], offset: int, limit: int, now: datetime
+) -> tuple[int, list[Member]]:
+    """(total, page) of a segment's members the caller may see, by customer id. A built-in tier reads its
+    indexed column; a rule segment its member rows as last evaluated."""
+    builtin = BUILTINS.get(segment_id)
+    if builtin is not None:
+        ids = population(and_(matching(builtin.rule, now), visible))
+        total = await session.scalar(select(func.count()).select_from(ids.subquery())) or 0
+        rows = await session.execute(
+            ids.with_only_columns(Customer.id, Customer.name).order_by(Customer.id).offset(offset).limit(limit)
+        )
+        return total, [Member(r.id, r.name, None) for r in rows]
+    await get_segment(session, segment_id)
+    query = (
+        select(Customer.id, Customer.name, SegmentMember.since)
+        .join(Customer, Customer.id == SegmentMember.customer_id)
+        .where(SegmentMember.segment_id == segment_id, visible)
+    )
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.execute(query.order_by(Customer.id).offset(offset).limit(limit))
+    return total, [Member(r.id, r.name, r.since) for r in rows]
