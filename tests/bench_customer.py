@@ -341,6 +341,14 @@ async def projection_rate(bootstrap: str, client: httpx.AsyncClient, customers: 
     return PROJECTION_EVENTS, time.perf_counter() - started
 
 
+class Results(dict[str, str]):
+    """The figures, each also printed as it is measured (a long run shows its progress)."""
+
+    def __setitem__(self, key: str, value: str) -> None:
+        print(f"  {key}: {value}", flush=True)
+        super().__setitem__(key, value)
+
+
 def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """The customer service in its own process, as deployed: the load generator does not share its core."""
     return subprocess.Popen(
@@ -353,9 +361,9 @@ def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 async def measure(folder: Path, customers: int) -> dict[str, str]:
-    results: dict[str, str] = {}
+    results = Results()
     db = folder / "customer-1m.db"
-    rows, seconds = load(db, customers)
+    rows, seconds = await asyncio.to_thread(load, db, customers)
     results[f"Bulk load of {customers:,} customers ({rows:,} rows, SQLite)"] = (
         f"{rows / seconds:,.0f} rows/s ({seconds:.0f} s)"
     )
@@ -371,7 +379,10 @@ async def measure(folder: Path, customers: int) -> dict[str, str]:
         try:
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
             async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", timeout=60, headers=bearer(), limits=limits
+                base_url=f"http://127.0.0.1:{port}",
+                timeout=60,
+                headers=bearer("bench-analyst", roles=("agent", "marketer")),
+                limits=limits,
             ) as client:
                 while True:
                     try:
