@@ -118,7 +118,7 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
 
     async def on_subscription_event(session: AsyncSession, event: CloudEvent) -> None:
         change = await lines.apply_subscription_event(session, event.type, event.data)
-        await refresh_segments(session, contracts, change.customer.id)
+        await refresh_segments(session, contracts, change.customer.id, frozenset({metrics.LINE_FACTS}))
         await timeline.add_to_timeline(
             session,
             change.customer.id,
@@ -137,7 +137,9 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
 
     async def on_billing_event(session: AsyncSession, event: CloudEvent) -> None:
         change = await billing.apply_billing_event(session, event.id, event.type, event.data)
-        await refresh_segments(session, contracts, change.customer.id)
+        facts = FACTS_CHANGED_BY.get(event.type, frozenset({metrics.BILLING_FACTS}))
+        if facts:
+            await refresh_segments(session, contracts, change.customer.id, facts)
         if change.created:
             await stage(session, contracts, [profile_created(change.customer)])
 
@@ -227,11 +229,21 @@ def membership_changed(
     )
 
 
-async def refresh_segments(session: AsyncSession, contracts: Contracts, customer_id: str) -> None:
-    """After an event about the customer: their facts and built-in tiers, and one tier_changed per tier moved.
-    Rule segments are not re-evaluated here (see the segments API)."""
+FACTS_CHANGED_BY = {
+    billing.USAGE_RECORDED: frozenset({metrics.USAGE_FACTS}),
+    billing.CREDIT_LIMIT_CHANGED: frozenset(),
+    billing.COLLECTION_STATUS_CHANGED: frozenset(),
+}
+"""Billing events that change less than the bills-and-payments facts (account standing changes none)."""
+
+
+async def refresh_segments(
+    session: AsyncSession, contracts: Contracts, customer_id: str, facts: frozenset[str] = metrics.ALL_FACTS
+) -> None:
+    """After an event about the customer: the facts it can change, the built-in tiers, and one tier_changed per
+    tier moved. Rule segments are not re-evaluated here (see the segments API)."""
     now = utcnow()
-    changes = await metrics.refresh(session, customer_id, now)
+    changes = await metrics.refresh(session, customer_id, now, facts)
     await stage(session, contracts, [tier_changed(customer_id, change, now) for change in changes])
 
 
@@ -246,7 +258,7 @@ def projection_subscription(contracts: Contracts, group: str) -> Subscription:
 
     async def on_projection_event(session: AsyncSession, event: CloudEvent) -> None:
         change = await projections.apply_projection_event(session, event.id, event.type, event.data)
-        await refresh_segments(session, contracts, change.customer.id)
+        await refresh_segments(session, contracts, change.customer.id, frozenset())
         if change.created:
             await stage(session, contracts, [profile_created(change.customer)])
 

@@ -40,6 +40,7 @@ DEFAULT_VALUE_MID_MIN_FEN = 6_000
 """... and mid value from 60 yuan."""
 MIN_POPULATION = 100
 """Percentiles of fewer customers with an ARPU say little: below this the fixed defaults stay in force."""
+CUTOFF_NAMES = (VALUE_HIGH_MIN, VALUE_MID_MIN)
 CUTOFF_MAX_AGE = timedelta(days=1)
 
 ACTIVITY_HIGH_MIN_DAYS = 20
@@ -151,8 +152,12 @@ def percentile_offset(population: int, percentile: int) -> int:
 
 
 async def load_cutoffs(session: AsyncSession) -> Cutoffs:
+    return cutoffs_from(list(await session.scalars(select(TierCutoff))))
+
+
+def cutoffs_from(rows: Sequence[TierCutoff]) -> Cutoffs:
     """The cutoffs in force: the population's when there are enough customers with an ARPU, else the defaults."""
-    stored = {c.name: c for c in await session.scalars(select(TierCutoff))}
+    stored = {c.name: c for c in rows}
     high, mid = stored.get(VALUE_HIGH_MIN), stored.get(VALUE_MID_MIN)
     if high is None or mid is None:
         return DEFAULT_CUTOFFS
@@ -196,10 +201,10 @@ async def recompute_cutoffs(session: AsyncSession, now: datetime) -> Cutoffs:
 
 async def current_cutoffs(session: AsyncSession, now: datetime) -> Cutoffs:
     """The cutoffs in force, recomputed first when there are none yet or they are older than a day."""
-    computed_at = await session.scalar(select(func.min(TierCutoff.computed_at)))
-    if computed_at is None or now - computed_at > CUTOFF_MAX_AGE:
+    stored = list(await session.scalars(select(TierCutoff)))
+    if len(stored) < len(CUTOFF_NAMES) or now - min(c.computed_at for c in stored) > CUTOFF_MAX_AGE:
         return await recompute_cutoffs(session, now)
-    return await load_cutoffs(session)
+    return cutoffs_from(stored)
 
 
 # --- one customer --------------------------------------------------------------------------------------------------
@@ -224,34 +229,56 @@ def tenure_days(first_activated_at: datetime | None, now: datetime) -> int | Non
     return None if first_activated_at is None else max((now - first_activated_at).days, 0)
 
 
-async def refresh(session: AsyncSession, customer_id: str, now: datetime) -> list[TierChange]:
-    """Recompute the customer's facts from the service's own projections, then the three built-in tiers.
+BILLING_FACTS = "billing"
+LINE_FACTS = "lines"
+USAGE_FACTS = "usage"
+ALL_FACTS = frozenset({BILLING_FACTS, LINE_FACTS, USAGE_FACTS})
+"""What an event can change: bills and payments (ARPU, arrears), lines (counts, tenure), usage (30-day activity).
+A usage summary — the most frequent event by far — recomputes only the usage facts."""
 
-    Tickets, CSAT and the risk scores are kept as they are (their own events maintain them). Returns the tiers
-    that changed."""
-    summary = await billing.billing_summary(session, customer_id)
-    previous = summary.trend[: -billing.ARPU_MONTHS]
-    counts = await lines.count_lines(session, customer_id)
-    usage = await billing.usage_summary(session, customer_id, billing.shanghai_today(now))
+
+async def refresh(
+    session: AsyncSession, customer_id: str, now: datetime, facts: frozenset[str] = ALL_FACTS
+) -> list[TierChange]:
+    """Recompute the customer's `facts` from the service's own projections, then the three built-in tiers.
+
+    Facts not named keep their stored values; tickets, CSAT and the risk scores are kept as they are (their own
+    events maintain them). Returns the tiers that changed."""
+    await session.flush()  # the event's own changes, so the reads below see them
     row = await session.get(CustomerMetrics, customer_id)
+    if row is None:
+        facts = ALL_FACTS
+    with session.no_autoflush:  # read everything first, then write the row once
+        if BILLING_FACTS in facts:
+            summary = await billing.billing_summary(session, customer_id)
+            previous = summary.trend[: -billing.ARPU_MONTHS]
+        counts = await lines.count_lines(session, customer_id)
+        if LINE_FACTS in facts:
+            first_activated_at = await _first_activation(session, customer_id)
+        if USAGE_FACTS in facts:
+            usage = await billing.usage_summary(session, customer_id, billing.shanghai_today(now))
+            last_active_on = await _last_active_day(session, customer_id)
+        cutoffs = await current_cutoffs(session, now)
     if row is None:
         row = CustomerMetrics(customer_id=customer_id, open_tickets=0, updated_at=now)
         session.add(row)
-    row.arpu_fen = summary.arpu_fen
-    row.prev_arpu_fen = billing.arpu([m.amount_due_fen for m in previous[-billing.ARPU_MONTHS :]])
-    row.outstanding_fen = summary.outstanding_fen
-    row.overdue_invoices = summary.overdue_invoices
-    row.active_lines = counts.active
-    row.total_lines = counts.total
-    row.first_activated_at = await _first_activation(session, customer_id)
-    row.voice_minutes_30d = usage.voice_minutes
-    row.sms_30d = usage.sms_count
-    row.data_mb_30d = usage.data_mb
-    row.days_active_30d = usage.days_active
-    row.last_active_on = await _last_active_day(session, customer_id)
+    if BILLING_FACTS in facts:
+        row.arpu_fen = summary.arpu_fen
+        row.prev_arpu_fen = billing.arpu([m.amount_due_fen for m in previous[-billing.ARPU_MONTHS :]])
+        row.outstanding_fen = summary.outstanding_fen
+        row.overdue_invoices = summary.overdue_invoices
+    if LINE_FACTS in facts:
+        row.active_lines = counts.active
+        row.total_lines = counts.total
+        row.first_activated_at = first_activated_at
+    if USAGE_FACTS in facts:
+        row.voice_minutes_30d = usage.voice_minutes
+        row.sms_30d = usage.sms_count
+        row.data_mb_30d = usage.data_mb
+        row.days_active_30d = usage.days_active
+        row.last_active_on = last_active_on
     row.updated_at = now
 
-    cutoffs = await current_cutoffs(session, now)
     tiers = {
         VALUE: value_tier(row.arpu_fen, cutoffs),
         ACTIVITY: activity_tier(row.days_active_30d),
