@@ -92,13 +92,25 @@ class Boss:
             time=_effective_time(data.get("occurred_at")),
         )
 
+    def produced(self, event_type: str, name: str, **changes: Any) -> CloudEvent:
+        """The contract's example `name` of another service's type (ticketing, churn, campaign) as that producer
+        publishes it: subject = customer, time = occurred_at (`changes` override data)."""
+        data = {**self.example(event_type, name), **changes}
+        return new_event(
+            event_type,
+            source=f"/crm/{event_type.split('.')[0]}",
+            subject=data["customer_id"],
+            data=data,
+            time=_effective_time(data.get("occurred_at")),
+        )
+
     def billing_example(self, event_type: str, name: str, **changes: Any) -> CloudEvent:
         """The contract's example `name` of a billing.* type, with a fresh boss_event_id (`changes` override data)."""
         data = {k: v for k, v in self.example(event_type, name).items() if k != "boss_event_id"}
         return self.billing(event_type, {**data, **changes})
 
     async def send_billing(self, *events: CloudEvent) -> None:
-        """Publish each event on its own topic (billing.invoice, billing.payment, …), keyed by customer id, in order."""
+        """Each event on its own topic (billing.invoice, ticketing.ticket, …), keyed by customer id, in order."""
         for topic, run in itertools.groupby(events, key=lambda e: e.topic):
             await publish(self.bootstrap, topic, [(e.subject or "", e.to_json().encode()) for e in run])
 
@@ -197,6 +209,17 @@ class CustomerService:
             return found if found is not None and check(found) else None
 
         return await eventually(probe, timeout)
+
+    async def view360(
+        self, customer_id: str, check: Callable[[dict[str, Any]], bool] = lambda _: True, **params: Any
+    ) -> dict[str, Any]:
+        """The 360 view once the customer exists and `check` holds."""
+
+        async def probe() -> dict[str, Any] | None:
+            r = await self.http.get(f"/api/v1/customers/{customer_id}/view360", params=params)
+            return r.json() if r.status_code == 200 and check(r.json()) else None  # type: ignore[no-any-return]
+
+        return await eventually(probe, timeout=15)
 
     async def ready(self) -> bool:
         return (await self.http.get("/health/ready")).status_code == 200

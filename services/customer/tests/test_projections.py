@@ -9,8 +9,8 @@ import itertools
 import json
 from typing import Any
 
-from crm_kit.events import CloudEvent, new_event, parse_rfc3339
-from crm_kit.testing import eventually, publish, read_topic
+from crm_kit.events import CloudEvent, new_event
+from crm_kit.testing import read_topic
 
 BASE = "/api/v1/customers"
 CREATED = "ticketing.ticket.created.v1"
@@ -23,26 +23,12 @@ SOURCES = {"ticketing": "/crm/ticketing", "churn": "/crm/churn", "campaign": "/c
 _seq = itertools.count(1)
 
 
-def example(boss, event_type: str, name: str, **changes: Any) -> CloudEvent:
-    """The contract's example `name` as its producer would publish it: subject = customer, time = occurred_at."""
-    data = {**boss.example(event_type, name), **changes}
-    return new_event(
-        event_type,
-        source=SOURCES[event_type.split(".")[0]],
-        subject=data["customer_id"],
-        data=data,
-        event_id=f"{event_type.split('.')[0]}-{next(_seq)}-{data['customer_id']}",
-        time=parse_rfc3339(data["occurred_at"]),
-    )
-
-
 def ticket(boss, cid: str, tid: str, at: str, **changes: Any) -> CloudEvent:
-    return example(boss, CREATED, "billing_complaint", customer_id=cid, ticket_id=tid, occurred_at=at, **changes)
+    return boss.produced(CREATED, "billing_complaint", customer_id=cid, ticket_id=tid, occurred_at=at, **changes)
 
 
 def moved(boss, cid: str, tid: str, at: str, from_state: str, to_state: str, reason: str | None = None) -> CloudEvent:
-    return example(
-        boss,
+    return boss.produced(
         STATE,
         "resolved",
         customer_id=cid,
@@ -55,23 +41,7 @@ def moved(boss, cid: str, tid: str, at: str, from_state: str, to_state: str, rea
 
 
 def rated(boss, cid: str, tid: str, at: str, score: int) -> CloudEvent:
-    return example(boss, CSAT, "satisfied", customer_id=cid, ticket_id=tid, occurred_at=at, score=score)
-
-
-async def send(bootstrap: str, *events: CloudEvent) -> None:
-    """Each event on its own topic, keyed by customer id, in this order."""
-    for topic, run in itertools.groupby(events, key=lambda e: e.topic):
-        await publish(bootstrap, topic, [(e.subject or "", e.to_json().encode()) for e in run])
-
-
-async def view(service, cid: str, check=lambda _: True, **params: Any) -> dict[str, Any]:
-    """The 360 view once the customer exists and `check` holds."""
-
-    async def probe() -> dict[str, Any] | None:
-        r = await service.http.get(f"{BASE}/{cid}/view360", params=params)
-        return r.json() if r.status_code == 200 and check(r.json()) else None
-
-    return await eventually(probe, timeout=15)
+    return boss.produced(CSAT, "satisfied", customer_id=cid, ticket_id=tid, occurred_at=at, score=score)
 
 
 async def listing(service, cid: str, what: str, **params: Any) -> tuple[list[dict[str, Any]], Any]:
@@ -83,8 +53,7 @@ async def listing(service, cid: str, what: str, **params: Any) -> tuple[list[dic
 async def test_a_ticket_is_projected_from_creation_to_survey(service, boss):
     cid = "C700"
     await boss.send(boss.activated(cid, "S700", "13800000700", "2026-11-01T09:00:00+08:00"))
-    await send(
-        service.bootstrap,
+    await boss.send_billing(
         ticket(boss, cid, "T700-1", "2026-11-20T10:05:00+08:00"),
         ticket(
             boss,
@@ -102,7 +71,7 @@ async def test_a_ticket_is_projected_from_creation_to_survey(service, boss):
         rated(boss, cid, "T700-1", "2026-11-22T09:00:00+08:00", 4),
     )
 
-    page = await view(service, cid, lambda v: v["tickets"]["last_csat"] == 4)
+    page = await service.view360(cid, lambda v: v["tickets"]["last_csat"] == 4)
     tickets = page["tickets"]
     assert tickets["open_count"] == 1
     [open_ticket] = tickets["open"]
@@ -144,9 +113,8 @@ async def test_a_ticket_is_projected_from_creation_to_survey(service, boss):
 
 async def test_out_of_order_events_never_overwrite_newer_state(service, boss):
     cid = "C701"
-    newer_churn = example(boss, SCORE, "high_churn", customer_id=cid, scored_at="2026-11-23T02:00:00+08:00")
-    older_churn = example(
-        boss,
+    newer_churn = boss.produced(SCORE, "high_churn", customer_id=cid, scored_at="2026-11-23T02:00:00+08:00")
+    older_churn = boss.produced(
         SCORE,
         "high_churn",
         customer_id=cid,
@@ -157,9 +125,7 @@ async def test_out_of_order_events_never_overwrite_newer_state(service, boss):
         scored_at="2026-10-23T02:00:00+08:00",
     )
     contact = {"customer_id": cid, "contact_id": "CT701"}
-    await send(
-        service.bootstrap,
-        # the resolution overtakes the ticket's creation and an older state change
+    await boss.send_billing(  # the resolution overtakes the ticket's creation and an older state change
         moved(boss, cid, "T701", "2026-11-21T16:40:00+08:00", "inProgress", "resolved"),
         ticket(boss, cid, "T701", "2026-11-20T10:05:00+08:00"),
         moved(boss, cid, "T701", "2026-11-20T11:00:00+08:00", "acknowledged", "inProgress"),
@@ -167,12 +133,12 @@ async def test_out_of_order_events_never_overwrite_newer_state(service, boss):
         rated(boss, cid, "T701", "2026-11-22T09:00:00+08:00", 5),  # an older survey arrives late
         newer_churn,
         older_churn,
-        example(boss, RESPONDED, "accepted", **contact, occurred_at="2026-11-25T12:30:00+08:00"),
-        example(boss, SENT, "upgrade_offer_sms", **contact, occurred_at="2026-11-25T10:00:00+08:00"),
-        example(boss, RESPONDED, "accepted", **contact, response="clicked", occurred_at="2026-11-25T11:00:00+08:00"),
+        boss.produced(RESPONDED, "accepted", **contact, occurred_at="2026-11-25T12:30:00+08:00"),
+        boss.produced(SENT, "upgrade_offer_sms", **contact, occurred_at="2026-11-25T10:00:00+08:00"),
+        boss.produced(RESPONDED, "accepted", **contact, response="clicked", occurred_at="2026-11-25T11:00:00+08:00"),
     )
 
-    page = await view(service, cid, lambda v: len(v["timeline"]) == 10, timeline_limit=10)
+    page = await service.view360(cid, lambda v: len(v["timeline"]) == 10, timeline_limit=10)
     assert page["tickets"]["open_count"] == 0
     assert page["tickets"]["last_csat"] == 2  # the newest survey, not the last delivered
     [t701], _ = await listing(service, cid, "tickets")
@@ -196,13 +162,12 @@ async def test_out_of_order_events_never_overwrite_newer_state(service, boss):
 async def test_risk_scores_keep_their_decimals_and_their_reasons(service, boss):
     cid = "C702"
     await boss.send(boss.activated(cid, "S702", "13800000702", "2026-01-01T09:00:00+08:00"))
-    await send(
-        service.bootstrap,
-        example(boss, SCORE, "high_churn", customer_id=cid),
-        example(boss, SCORE, "low_bad_debt", customer_id=cid, score=0.04125),
+    await boss.send_billing(
+        boss.produced(SCORE, "high_churn", customer_id=cid),
+        boss.produced(SCORE, "low_bad_debt", customer_id=cid, score=0.04125),
     )
 
-    page = await view(service, cid, lambda v: v["risk"]["bad_debt"] is not None and v["risk"]["churn"] is not None)
+    page = await service.view360(cid, lambda v: v["risk"]["bad_debt"] is not None and v["risk"]["churn"] is not None)
     churn, bad_debt = page["risk"]["churn"], page["risk"]["bad_debt"]
     assert churn == {
         "model_kind": "churn",
@@ -243,8 +208,7 @@ async def test_campaign_contacts_are_listed_newest_first(service, boss):
     cid = "C703"
     await boss.send(boss.activated(cid, "S703", "13800000703", "2026-01-01T09:00:00+08:00"))
     events = [
-        example(
-            boss,
+        boss.produced(
             SENT,
             "upgrade_offer_sms",
             customer_id=cid,
@@ -253,10 +217,10 @@ async def test_campaign_contacts_are_listed_newest_first(service, boss):
         )
         for i in range(1, 13)
     ]
-    events.append(example(boss, RESPONDED, "accepted", customer_id=cid, contact_id="CT703-12", response="opted_out"))
-    await send(service.bootstrap, *events)
+    events.append(boss.produced(RESPONDED, "accepted", customer_id=cid, contact_id="CT703-12", response="opted_out"))
+    await boss.send_billing(*events)
 
-    page = await view(service, cid, lambda v: v["campaign_contacts"] and v["campaign_contacts"][0]["response"])
+    page = await service.view360(cid, lambda v: v["campaign_contacts"] and v["campaign_contacts"][0]["response"])
     shown = page["campaign_contacts"]
     assert [c["contact_id"] for c in shown] == [f"CT703-{i:02d}" for i in range(12, 2, -1)]  # the latest 10
     assert shown[0]["response"] == "opted_out"
@@ -273,9 +237,9 @@ async def test_campaign_contacts_are_listed_newest_first(service, boss):
 
 async def test_an_event_about_an_unknown_customer_creates_a_placeholder(service, boss):
     cid = "C704"
-    await send(service.bootstrap, ticket(boss, cid, "T704", "2026-11-20T10:05:00+08:00"))
+    await boss.send_billing(ticket(boss, cid, "T704", "2026-11-20T10:05:00+08:00"))
 
-    page = await view(service, cid)
+    page = await service.view360(cid)
     assert page["profile"]["status"] == "inactive"
     assert page["profile"]["name"] is None
     assert page["tickets"]["open_count"] == 1
@@ -295,16 +259,15 @@ async def test_events_breaking_their_contract_are_dead_lettered_and_the_next_is_
     assert set(invalid) == {"ticketing.ticket", "churn.score", "campaign.contact"}
     valid = [
         ticket(boss, cid, "T705", "2026-11-20T10:05:00+08:00"),
-        example(boss, SCORE, "high_churn", customer_id=cid),
-        example(boss, SENT, "upgrade_offer_sms", customer_id=cid, contact_id="CT705"),
+        boss.produced(SCORE, "high_churn", customer_id=cid),
+        boss.produced(SENT, "upgrade_offer_sms", customer_id=cid, contact_id="CT705"),
     ]
 
     for topic_events in invalid.values():
-        await send(service.bootstrap, *topic_events)
-    await send(service.bootstrap, *valid)
+        await boss.send_billing(*topic_events)
+    await boss.send_billing(*valid)
 
-    page = await view(
-        service,
+    page = await service.view360(
         cid,
         lambda v: v["tickets"]["open_count"] == 1 and v["risk"]["churn"] and v["campaign_contacts"],
     )

@@ -4,43 +4,14 @@ the timeline with the offset of the next; bad ids and parameters are problems, n
 
 from __future__ import annotations
 
-import itertools
 from datetime import date, timedelta
 from typing import Any
 
-from crm_kit.events import CloudEvent, new_event, parse_rfc3339
-from crm_kit.testing import bearer, eventually, publish
+from crm_kit.testing import bearer
 
 BASE = "/api/v1/customers"
 PII = {**bearer("agent-7", roles=("agent",), scopes=("pii:read",)), "X-Access-Reason": "ticket T-1001"}
 SOURCES = {"ticketing": "/crm/ticketing", "churn": "/crm/churn", "campaign": "/crm/campaign"}
-
-
-def example(boss, event_type: str, name: str, **changes: Any) -> CloudEvent:
-    """The contract's example as its producer (ticketing, churn, campaign) would publish it."""
-    data = {**boss.example(event_type, name), **changes}
-    return new_event(
-        event_type,
-        source=SOURCES[event_type.split(".")[0]],
-        subject=data["customer_id"],
-        data=data,
-        time=parse_rfc3339(data["occurred_at"]),
-    )
-
-
-async def send(bootstrap: str, *events: CloudEvent) -> None:
-    for topic, run in itertools.groupby(events, key=lambda e: e.topic):
-        await publish(bootstrap, topic, [(e.subject or "", e.to_json().encode()) for e in run])
-
-
-async def view(service, cid: str, check=lambda _: True, **params: Any) -> dict[str, Any]:
-    """The 360 view once the customer exists and `check` holds."""
-
-    async def probe() -> dict[str, Any] | None:
-        r = await service.http.get(f"{BASE}/{cid}/view360", params=params)
-        return r.json() if r.status_code == 200 and check(r.json()) else None
-
-    return await eventually(probe, timeout=15)
 
 
 def assert_problem(r: Any, status: int, field: str) -> None:
@@ -79,11 +50,10 @@ async def _customer_with_history(service, boss, cid: str) -> None:
             roaming=False,
         ),
     )
-    await send(
-        service.bootstrap,
-        example(boss, "ticketing.ticket.created.v1", "billing_complaint", customer_id=cid, ticket_id=f"T{cid}"),
-        example(boss, "churn.score.computed.v1", "high_churn", customer_id=cid),
-        example(boss, "campaign.contact.sent.v1", "upgrade_offer_sms", customer_id=cid, contact_id=f"CT{cid}"),
+    await boss.send_billing(
+        boss.produced("ticketing.ticket.created.v1", "billing_complaint", customer_id=cid, ticket_id=f"T{cid}"),
+        boss.produced("churn.score.computed.v1", "high_churn", customer_id=cid),
+        boss.produced("campaign.contact.sent.v1", "upgrade_offer_sms", customer_id=cid, contact_id=f"CT{cid}"),
     )
 
 
@@ -102,7 +72,7 @@ async def test_the_360_view_shows_every_side_of_the_customer(service, boss):
     cid = "C710"
     await _customer_with_history(service, boss, cid)
 
-    page = await view(service, cid, _complete)
+    page = await service.view360(cid, _complete)
     assert page["customer_id"] == cid
     profile = page["profile"]
     assert profile["name"] == "张伟"
@@ -143,7 +113,7 @@ async def test_the_360_view_shows_every_side_of_the_customer(service, boss):
 async def test_numbers_are_shown_only_with_pii_read_and_a_reason(service, boss):
     cid = "C711"
     await boss.send(boss.activated(cid, "S711", "13800000711", "2026-10-01T09:00:00+08:00"))
-    await view(service, cid, lambda v: v["lines"])
+    await service.view360(cid, lambda v: v["lines"])
     url = f"{BASE}/{cid}/view360"
 
     plain = await service.http.get(url)
@@ -165,7 +135,7 @@ async def test_numbers_are_shown_only_with_pii_read_and_a_reason(service, boss):
 async def test_the_timeline_page_says_where_the_next_one_starts(service, boss):
     cid = "C712"
     await _customer_with_history(service, boss, cid)
-    page = await view(service, cid, _complete)
+    page = await service.view360(cid, _complete)
     everything = (await service.http.get(f"{BASE}/{cid}/timeline")).json()
     assert len(everything) == 7  # 2 activations, a bill, a usage day, a ticket, a score, a contact
     assert page["timeline_next_offset"] is None  # all 7 fit in the default 20
@@ -181,7 +151,7 @@ async def test_the_timeline_page_says_where_the_next_one_starts(service, boss):
 
 async def test_bad_requests_are_problems(service, boss):
     await boss.send(boss.activated("C713", "S713", "13800000713", "2026-10-01T09:00:00+08:00"))
-    await view(service, "C713")
+    await service.view360("C713")
     assert_problem(await service.http.get(f"{BASE}/NOBODY/view360"), 404, "customer_id")
     for what in ("tickets", "risk-scores", "campaign-contacts"):
         assert_problem(await service.http.get(f"{BASE}/NOBODY/{what}"), 404, "customer_id")
