@@ -5,7 +5,6 @@ events), and one that breaks its contract goes to its topic's dead-letter queue 
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Any
 
@@ -20,7 +19,6 @@ SCORE = "churn.score.computed.v1"
 SENT = "campaign.contact.sent.v1"
 RESPONDED = "campaign.contact.responded.v1"
 SOURCES = {"ticketing": "/crm/ticketing", "churn": "/crm/churn", "campaign": "/crm/campaign"}
-_seq = itertools.count(1)
 
 
 def ticket(boss, cid: str, tid: str, at: str, **changes: Any) -> CloudEvent:

@@ -11,7 +11,6 @@ from crm_kit.testing import bearer
 
 BASE = "/api/v1/customers"
 PII = {**bearer("agent-7", roles=("agent",), scopes=("pii:read",)), "X-Access-Reason": "ticket T-1001"}
-SOURCES = {"ticketing": "/crm/ticketing", "churn": "/crm/churn", "campaign": "/crm/campaign"}
 
 
 def assert_problem(r: Any, status: int, field: str) -> None:
