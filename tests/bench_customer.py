@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Table, create_engine, text
+from sqlalchemy import Table, create_engine, func, select, text
 
 from crm_customer.models import (
     BillingAccount,
@@ -37,7 +37,7 @@ from crm_customer.models import (
     TimelineEntry,
 )
 from crm_kit.broker import EmbeddedBroker, free_port
-from crm_kit.db import upgrade
+from crm_kit.db import Database, inbox_table, upgrade
 from crm_kit.events import new_event
 from crm_kit.testing import bearer, publish
 
@@ -53,6 +53,7 @@ VIEW_REQUESTS = 1_500
 VIEW_CLIENTS = 32
 SEARCH_CLIENTS = 8
 PROJECTION_EVENTS = 20_000
+WORKERS = os.cpu_count() or 1
 TABLES: list[Any] = [
     Customer,
     BillingAccount,
@@ -302,16 +303,15 @@ def search_requests(customers: int, rng: random.Random) -> Iterator[Callable[[ht
         yield lambda c, p=params: c.get(url, params={**p, "limit": 20})
 
 
-async def projection_rate(bootstrap: str, client: httpx.AsyncClient, customers: int) -> tuple[int, float]:
-    """Publish billing.usage.recorded events for existing customers; seconds until the consumer has applied them."""
+async def projection_rate(bootstrap: str, database_url: str, customers: int) -> tuple[int, float]:
+    """Publish billing.usage.recorded events for existing customers; seconds until they are applied, read from the
+    consumers' inbox (every worker's consumer records there what it applied, in the same transaction)."""
+    db = Database(database_url)
 
-    async def consumed() -> float:
-        text_ = (await client.get("/metrics")).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text_.splitlines()
-            if line.startswith("crm_customer_events_consumed_total{") and 'topic="billing.usage"' in line
-        )
+    async def consumed() -> int:
+        async with db.sessions() as session:
+            found = await session.scalar(select(func.count()).where(inbox_table.c.type == "billing.usage.recorded.v1"))
+            return int(found or 0)
 
     before = await consumed()
     rng = random.Random(7)
@@ -338,7 +338,9 @@ async def projection_rate(bootstrap: str, client: httpx.AsyncClient, customers: 
     await publish(bootstrap, "billing.usage", records)
     while await consumed() - before < PROJECTION_EVENTS:
         await asyncio.sleep(0.5)
-    return PROJECTION_EVENTS, time.perf_counter() - started
+    took = time.perf_counter() - started
+    await db.dispose()
+    return PROJECTION_EVENTS, took
 
 
 class Results(dict[str, str]):
@@ -422,7 +424,7 @@ async def measure(folder: Path, customers: int) -> dict[str, str]:
                     f"{min(timings):.2f} s best, {statistics.median(timings):.2f} s median "
                     f"({r.json()['count']:,} members)"
                 )
-                events, took = await projection_rate(broker.bootstrap, client, customers)
+                events, took = await projection_rate(broker.bootstrap, env["CRM_CUSTOMER_DATABASE_URL"], customers)
                 results[f"Consumer projecting billing.usage events onto {customers:,} customers"] = (
                     f"{events / took:,.0f} events/s ({events:,} events in {took:.1f} s)"
                 )

@@ -382,3 +382,57 @@ async def test_merges_that_make_no_sense_are_conflicts_and_strangers_are_refused
     assert assert_problem(await merge(service, c, b), 409, "duplicate_id")["merged_into"] == a
     assert assert_problem(await merge(service, b, c), 409, "customer_id")["merged_into"] == a
     assert assert_problem(await erase(service, b), 409, "customer_id")["merged_into"] == a
+
+
+async def _timeline(service, cid: str) -> list[dict[str, Any]]:
+    r = await service.http.get(f"/api/v1/customers/{cid}/timeline")
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def test_events_arriving_after_an_erasure_write_only_their_type_on_the_timeline(service, boss):
+    cid = await known_customer(service, boss, "C9091")
+    assert (await erase(service, cid)).status_code == 201
+
+    await boss.send(boss.activated(cid, "S9092", "13900009092", "2026-12-01T09:30:00+08:00", name="张伟"))
+    await boss.send_billing(
+        boss.billing_example("billing.invoice.issued.v1", "individual_monthly", customer_id=cid, account_id="A9091")
+    )
+
+    async def arrived() -> list[dict[str, Any]] | None:
+        entries = await _timeline(service, cid)
+        types = {e["type"] for e in entries}
+        return entries if "billing.invoice.issued.v1" in types and len(entries) >= 3 else None
+
+    entries = await eventually(arrived, timeout=15)
+    assert [e["summary"] for e in entries] == [e["type"] for e in entries]
+
+
+async def test_a_merge_recomputes_the_survivors_facts_and_tiers_at_once(service, boss):
+    survivor = await known_customer(service, boss, "C9081")
+    duplicate = await known_customer(service, boss, "C9082")
+    await boss.send_billing(
+        boss.billing_example(
+            "billing.invoice.issued.v1", "individual_monthly", customer_id=duplicate, account_id="A9082"
+        )
+    )
+
+    async def value_tier(cid: str) -> str | None:
+        r = await service.http.get(f"/api/v1/customers/{cid}/view360")
+        assert r.status_code == 200, r.text
+        return r.json()["tiers"]["value_tier"]  # type: ignore[no-any-return]
+
+    billed = await eventually(lambda: value_tier(duplicate), timeout=15)
+    assert await value_tier(survivor) is None  # no bill of its own yet
+
+    assert (await merge(service, survivor, duplicate)).status_code == 200
+    # no event about the survivor is in flight: what moves here moved in the merge's own transaction
+    assert await value_tier(survivor) == billed
+    two_lines = {
+        "all": [{"field": "total_lines", "op": "eq", "value": 2}, {"field": "arpu_fen", "op": "gt", "value": 0}]
+    }
+    r = await service.http.post(
+        "/api/v1/segments/preview", json={"rule": two_lines}, headers=bearer("mkt-1", roles=("marketer",))
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["count"], [c["customer_id"] for c in r.json()["sample"]]) == (1, [survivor])

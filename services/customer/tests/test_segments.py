@@ -358,3 +358,39 @@ async def test_roles_agents_read_segments_but_only_marketers_and_analysts_write(
     partner = bearer("p-1", roles=("partner",))
     assert_problem(await service.http.get(BASE, headers=partner), 403, None)
     assert (await service.http.post(BASE, json=rule, headers=bearer("sup", roles=("supervisor",)))).status_code == 201
+
+
+async def test_erased_and_merged_customers_leave_a_segment_on_its_next_evaluation(service, boss):
+    await population(service, boss)
+    created = await service.http.post(
+        BASE, json={"name": "有账单", "rule": {"field": "arpu_fen", "op": "gt", "value": 0}}, headers=MARKETER
+    )
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    assert created.json()["member_count"] == 5
+    supervisor = bearer("sup-1", roles=("supervisor",))
+    erased = await service.http.post(
+        "/api/v1/privacy/customers/C8003/erasure", json={"reason": "customer_request"}, headers=supervisor
+    )
+    assert erased.status_code == 201, erased.text
+    merged = await service.http.post(
+        "/api/v1/privacy/customers/C8001/merge",
+        json={"duplicate_id": "C8002", "reason": "同一证件"},
+        headers=supervisor,
+    )
+    assert merged.status_code == 200, merged.text
+
+    r = await service.http.post(f"{BASE}/{sid}/evaluate", headers=ANALYST)
+    assert r.status_code == 200, r.text
+    assert (r.json()["joined"], r.json()["left"], r.json()["segment"]["member_count"]) == (0, 1, 3)
+    members = (await service.http.get(f"{BASE}/{sid}/members")).json()
+    assert [m["customer_id"] for m in members] == ["C8001", "C8004", "C8005"]
+
+    changes = await segment_events(service, 6, MEMBERSHIP_CHANGED)
+    assert sorted((e.data["customer_id"], e.data["change"]) for e in changes) == sorted(
+        [*((cid, "joined") for cid, *_ in POPULATION), ("C8003", "left")]
+    )
+    assert len({e.id for e in changes}) == len(changes)
+    for event in changes:
+        boss.contracts.validate_event(event)
+        assert event.data["segment_id"] == sid and event.data["segment_name"] == "有账单"

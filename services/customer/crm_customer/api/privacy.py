@@ -157,8 +157,9 @@ async def merge_customers(
     merge = await privacy.merge(
         session, found[customer_id], found[body.duplicate_id], reason=body.reason, actor=principal.subject
     )
-    await stage(session, rt.contracts, [events.customers_merged(merge.record)])
     record = merge.record
+    moved_tiers = [events.tier_changed(record.survivor_id, change, record.merged_at) for change in merge.tier_changes]
+    await stage(session, rt.contracts, [events.customers_merged(record), *moved_tiers])
     return MergeOut(
         survivor_id=record.survivor_id,
         merged_id=record.merged_id,

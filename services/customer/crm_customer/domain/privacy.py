@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, inspect, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_customer.domain import metrics
 from crm_customer.domain.lines import count_lines, customer_status, msisdn_pseudonym
 from crm_customer.models import (
     AccountStanding,
@@ -106,7 +107,7 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
     """Everything the service holds on `customer`, section by section, complete (no paging)."""
     cid = customer.id
     dnd = await session.get(DoNotDisturb, cid)
-    metrics = await session.get(CustomerMetrics, cid)
+    facts = await session.get(CustomerMetrics, cid)
     erasure = await session.get(CustomerErasure, cid)
     return {
         "customer_id": cid,
@@ -130,7 +131,7 @@ async def export(session: AsyncSession, customer: Customer) -> dict[str, Any]:
         "usage_days": await _all(
             session, UsageDay, UsageDay.customer_id == cid, UsageDay.usage_date, UsageDay.subscription_id
         ),
-        "metrics": as_dict(metrics) if metrics else None,
+        "metrics": as_dict(facts) if facts else None,
         "tickets": await _all(session, TicketView, TicketView.customer_id == cid, TicketView.ticket_id),
         "risk_scores": await _all(session, RiskScore, RiskScore.customer_id == cid, RiskScore.model_kind),
         "campaign_contacts": await _all(
@@ -275,13 +276,16 @@ async def _move_keyed(
 class Merge:
     record: CustomerMerge
     moved: dict[str, int]
+    tier_changes: list[metrics.TierChange]
+    """The survivor's built-in tiers that moved with what it took over: one tier_changed event each."""
 
 
 async def merge(
     session: AsyncSession, survivor: Customer, duplicate: Customer, *, reason: str | None, actor: str
 ) -> Merge:
     """Fold `duplicate` into `survivor` in the caller's transaction; the duplicate stays as a pointer
-    (status merged, merged_into) so late events and old links find the survivor."""
+    (status merged, merged_into) so late events and old links find the survivor. The survivor's facts and
+    built-in tiers are recomputed from everything it now holds (lines, bills, usage), in the same transaction."""
     check_mergeable(survivor, duplicate)
     sid, did = survivor.id, duplicate.id
     moved: dict[str, int] = {}
@@ -333,4 +337,5 @@ async def merge(
     record = CustomerMerge(survivor_id=sid, merged_id=did, reason=reason, merged_by=actor, merged_at=now)
     session.add(record)
     await session.flush()
-    return Merge(record, moved)
+    tier_changes = await metrics.refresh(session, sid, now)
+    return Merge(record, moved, tier_changes)

@@ -7,9 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_customer.models import (
-    TimelineEntry,
-)
+from crm_customer.models import Customer, TimelineEntry
 from crm_kit.db import insert_ignoring_duplicates, utcnow
 
 
@@ -23,7 +21,14 @@ async def add_to_timeline(
     summary: str,
     source_event_id: str,
 ) -> None:
-    """One row per event about the customer; the same event again (same id) adds nothing."""
+    """One row per event about the customer; the same event again (same id) adds nothing.
+
+    An erased customer's entries say only the event type, as erasure left the old ones: a summary quotes
+    numbers, names and free text (PIPL 删除权). The callers have just loaded the customer, so the look-up is
+    the session's identity map, not a query."""
+    customer = await session.get(Customer, customer_id)
+    if customer is not None and customer.erased_at is not None:
+        summary = event_type
     row = {
         "customer_id": customer_id,
         "occurred_at": occurred_at,
