@@ -31,8 +31,9 @@ openapi: install ## refresh the OpenAPI snapshots in contracts/openapi/ after an
 	$(UV) run --frozen python -m tests.openapi_snapshots
 
 BENCH_CUSTOMERS ?= 1000000
+BENCH_POSTGRES ?=
 bench: install ## measure throughput and latency; writes BENCHMARKS.md
-	$(UV) run --frozen python -m tests.bench --customers $(BENCH_CUSTOMERS)
+	$(UV) run --frozen python -m tests.bench --customers $(BENCH_CUSTOMERS) $(if $(BENCH_POSTGRES),--postgres $(BENCH_POSTGRES))
 
 clean:
 	rm -rf var .tools

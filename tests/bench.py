@@ -106,10 +106,13 @@ async def bench(folder: Path) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=1_000_000, help="size of the synthetic population")
+    parser.add_argument("--postgres", help="also measure on a fresh database of this PostgreSQL server (asyncpg URL)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         results = asyncio.run(bench(Path(folder)))
         results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers)))
+        if args.postgres:
+            results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers, args.postgres)))
     lines = [
         "# Benchmarks",
         "",

@@ -9,6 +9,7 @@ three months of bills, metrics and tiers, a churn score, timeline entries, some 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -22,8 +23,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
-from sqlalchemy import Table, create_engine, func, select, text
+from sqlalchemy import Table, create_engine, func, make_url, select, text
 
 from crm_customer.models import (
     BillingAccount,
@@ -54,6 +56,7 @@ VIEW_CLIENTS = 32
 SEARCH_CLIENTS = 8
 PROJECTION_EVENTS = 20_000
 WORKERS = os.cpu_count() or 1
+MIGRATIONS = Path(sys.modules["crm_customer.models"].__file__ or "").parent / "migrations"
 TABLES: list[Any] = [
     Customer,
     BillingAccount,
@@ -242,7 +245,7 @@ class Population:
 
 def load(path: Path, customers: int) -> tuple[int, float]:
     """Migrate a fresh SQLite file and bulk-load the population; (rows written, seconds)."""
-    upgrade(f"sqlite+aiosqlite:///{path}", Path(sys.modules["crm_customer.models"].__file__).parent / "migrations")
+    upgrade(f"sqlite+aiosqlite:///{path}", MIGRATIONS)
     engine = create_engine(f"sqlite:///{path}")
     now = datetime.now(UTC)
     population = Population(customers)
@@ -259,6 +262,47 @@ def load(path: Path, customers: int) -> tuple[int, float]:
         conn.execute(text("ANALYZE"))
     engine.dispose()
     return rows, time.perf_counter() - started
+
+
+async def load_postgres(server_url: str, customers: int) -> tuple[str, int, float]:
+    """A fresh PostgreSQL database on `server_url`'s server, migrated and loaded with COPY; (its URL, rows, s)."""
+    name = f"crm_bench_{os.getpid()}"
+    admin = await asyncpg.connect(_libpq(server_url))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade, url, MIGRATIONS)
+    conn = await asyncpg.connect(_libpq(url))
+    now = datetime.now(UTC)
+    population = Population(customers)
+    rows = 0
+    started = time.perf_counter()
+    for start in range(0, customers, CHUNK):
+        for table, batch in population.rows(start, min(start + CHUNK, customers), now).items():
+            if batch:
+                columns = list(batch[0])
+                records = [tuple(_copyable(row[c]) for c in columns) for row in batch]
+                await conn.copy_records_to_table(table.name, records=records, columns=columns)
+                rows += len(batch)
+    await conn.execute("ANALYZE")
+    await conn.close()
+    return url, rows, time.perf_counter() - started
+
+
+async def drop_postgres(url: str) -> None:
+    admin = await asyncpg.connect(_libpq(make_url(url).set(database="postgres").render_as_string(False)))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    await admin.close()
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _copyable(value: Any) -> Any:
+    """COPY takes JSON columns as text."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
 
 
 def quantiles(samples: list[float]) -> str:
@@ -362,19 +406,29 @@ def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def measure(folder: Path, customers: int) -> dict[str, str]:
-    results = Results()
-    db = folder / "customer-1m.db"
-    rows, seconds = await asyncio.to_thread(load, db, customers)
-    results[f"Bulk load of {customers:,} customers ({rows:,} rows, SQLite)"] = (
-        f"{rows / seconds:,.0f} rows/s ({seconds:.0f} s)"
-    )
+async def measure(folder: Path, customers: int, postgres: str | None = None) -> dict[str, str]:
+    """Every figure at `customers` on SQLite, or on a fresh database of the `postgres` server when given."""
+    if postgres:
+        database_url, rows, seconds = await load_postgres(postgres, customers)
+    else:
+        database_url = f"sqlite+aiosqlite:///{folder / 'customer-1m.db'}"
+        rows, seconds = await asyncio.to_thread(load, folder / "customer-1m.db", customers)
+    try:
+        return await _measure(database_url, customers, rows, seconds, "PostgreSQL" if postgres else "SQLite")
+    finally:
+        if postgres:
+            await drop_postgres(database_url)
+
+
+async def _measure(database_url: str, customers: int, rows: int, seconds: float, label: str) -> dict[str, str]:
+    results = Results(label)
+    results[f"Bulk load of {customers:,} customers ({rows:,} rows)"] = f"{rows / seconds:,.0f} rows/s ({seconds:.0f} s)"
     port = free_port()
     with EmbeddedBroker() as broker:
         env = {
             **os.environ,
             "CRM_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "CRM_CUSTOMER_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+            "CRM_CUSTOMER_DATABASE_URL": database_url,
             "CRM_LOG_LEVEL": "WARNING",
         }
         server = start_service(env, port)
