@@ -388,18 +388,25 @@ async def projection_rate(bootstrap: str, database_url: str, customers: int) -> 
 
 
 class Results(dict[str, str]):
-    """The figures, each also printed as it is measured (a long run shows its progress)."""
+    """The figures, each named with its database and printed as it is measured (a long run shows its progress)."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
 
     def __setitem__(self, key: str, value: str) -> None:
+        key = f"{key} [{self.label}]"
         print(f"  {key}: {value}", flush=True)
         super().__setitem__(key, value)
 
 
 def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """The customer service in its own process, as deployed: the load generator does not share its core."""
+    """The customer service in its own processes, as deployed: one uvicorn worker per core (each with its own
+    consumer in the group and its own outbox relay, as replicas would run)."""
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "uvicorn", "crm_customer.app:create_app", "--factory"),
+            *("--workers", str(WORKERS)),
             *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
         ],
         env=env,
