@@ -161,30 +161,43 @@ async def record_consent(
     consent.source = source
     consent.recorded_at = recorded_at
     consent.updated_at = now
-    session.add(
-        ConsentHistory(
-            customer_id=customer_id,
-            kind="consent",
-            channel=channel,
-            purpose=purpose,
-            granted=granted,
-            source=source,
-            recorded_at=recorded_at,
-            changed_by=actor,
-            changed_at=now,
-        )
+    history = ConsentHistory(kind="consent", channel=channel, purpose=purpose, granted=granted)
+    summary = consent_summary(channel, purpose, granted, source)
+    event_id = await _log_change(
+        session, history, customer_id, source, recorded_at, actor, now, CONSENT_CHANGED, summary
     )
+    return ConsentChange(consent, changed=True, event_id=event_id)
+
+
+async def _log_change(
+    session: AsyncSession,
+    history: ConsentHistory,
+    customer_id: str,
+    source: str,
+    recorded_at: datetime,
+    actor: str,
+    now: datetime,
+    event_type: str,
+    summary: str,
+) -> str:
+    """One effective change: its history row and its timeline row; returns the id of the event to publish."""
+    history.customer_id = customer_id
+    history.source = source
+    history.recorded_at = recorded_at
+    history.changed_by = actor
+    history.changed_at = now
+    session.add(history)
     event_id = str(uuid.uuid4())
     await add_to_timeline(
         session,
         customer_id,
         occurred_at=recorded_at,
         kind="consent",
-        event_type=CONSENT_CHANGED,
-        summary=consent_summary(channel, purpose, granted, source),
+        event_type=event_type,
+        summary=summary,
         source_event_id=event_id,
     )
-    return ConsentChange(consent, changed=True, event_id=event_id)
+    return event_id
 
 
 @dataclass
@@ -225,28 +238,9 @@ async def record_dnd(
     dnd.source = source
     dnd.recorded_at = recorded_at
     dnd.updated_at = now
-    session.add(
-        ConsentHistory(
-            customer_id=customer_id,
-            kind="do_not_disturb",
-            enabled=enabled,
-            until=until,
-            source=source,
-            recorded_at=recorded_at,
-            changed_by=actor,
-            changed_at=now,
-        )
-    )
-    event_id = str(uuid.uuid4())
-    await add_to_timeline(
-        session,
-        customer_id,
-        occurred_at=recorded_at,
-        kind="consent",
-        event_type=DND_CHANGED,
-        summary=dnd_summary(enabled, until, source),
-        source_event_id=event_id,
-    )
+    history = ConsentHistory(kind="do_not_disturb", enabled=enabled, until=until)
+    summary = dnd_summary(enabled, until, source)
+    event_id = await _log_change(session, history, customer_id, source, recorded_at, actor, now, DND_CHANGED, summary)
     return DndChange(dnd, changed=True, event_id=event_id)
 
 
