@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from crm_billing_adapter.api import router
+from crm_billing_adapter.api import routers
 from crm_billing_adapter.settings import Settings
 from crm_kit.service import create_service_app
 
@@ -16,5 +16,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="The only door from the operator's BOSS/billing system: validated, de-duplicated, published.",
         settings=settings or Settings(),
         migrations=Path(__file__).parent / "migrations",
-        routers=[router],
+        routers=routers,
     )

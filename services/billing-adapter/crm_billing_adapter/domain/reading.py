@@ -1,7 +1,6 @@
-"""The adapter's rules: parse a push, check each record against its contract, de-duplicate, publish.
+"""Reading a push: the body's encoding and media type, its records, and each record against its contract.
 
-A record is accepted (→ outbox → Kafka), a duplicate (already accepted before, same content), or
-rejected (kept in quarantine with its reason). Nothing the BOSS handed over is dropped.
+Pure functions, no database: `ingest` decides what happens to what these return.
 """
 
 from __future__ import annotations
@@ -15,15 +14,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from crm_billing_adapter.events import billing_event, event_id_for, occurred_at
-from crm_billing_adapter.models import IngestedRecord, QuarantinedRecord
-from crm_kit.db import insert_ignoring_duplicates, utcnow
+from crm_billing_adapter.events import occurred_at
 from crm_kit.errors import InvalidInput, MalformedBody, PayloadTooLarge, UnsupportedMediaType
 from crm_kit.events import Contracts, topic_of
-from crm_kit.outbox import stage
 
 BOSS_EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # whole string (fullmatch): no trailing newline
 JSON_TYPES = ("application/json",)
@@ -174,7 +167,7 @@ def parse_records(body: bytes, content_type: str | None) -> list[Any]:
             try:
                 line = chunk.decode("utf-8")
             except UnicodeDecodeError as exc:
-                records.append(Unparsed(_text(chunk), f"line {n} is not UTF-8: {exc.reason} at byte {exc.start}"))
+                records.append(Unparsed(bytes_text(chunk), f"line {n} is not UTF-8: {exc.reason} at byte {exc.start}"))
                 continue
             try:
                 records.append(_loads(line))
@@ -192,7 +185,7 @@ def parse_records(body: bytes, content_type: str | None) -> list[Any]:
     raise InvalidInput('Body must be {"records": [...]} or a JSON array of records', field="records")
 
 
-def _raw(value: Any, *, sort_keys: bool = False) -> str:
+def json_text(value: Any, *, sort_keys: bool = False) -> str:
     """A parsed record back as JSON text, numbers as they were written (129.0 stays 129.0, not "129.0")."""
     numbers: list[Decimal] = []
     token = uuid.uuid4().hex
@@ -224,7 +217,7 @@ def _is_text(s: str) -> bool:
     return True
 
 
-def _text(body: bytes) -> str:
+def bytes_text(body: bytes) -> str:
     """Bytes that may not be UTF-8, as text that keeps every byte visible."""
     return body.decode("utf-8", errors="backslashreplace")
 
@@ -261,7 +254,7 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
     at = f"records[{index}]"
     if isinstance(value, Unparsed):
         return Rejected(index, value.reason, at, value.text)
-    raw = _raw(value)
+    raw = json_text(value)
     if not isinstance(value, dict):
         return Rejected(index, "record must be a JSON object", at, raw)
     boss_id = value.get("event_id")
@@ -301,114 +294,5 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
         occurred_at(data)
     except (KeyError, TypeError, ValueError) as exc:
         return Rejected(index, f"data.occurred_at: {exc}", f"{at}.data.occurred_at", raw, boss_id, event_type)
-    digest = hashlib.sha256(_raw({"event_type": kind, "data": data}, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json_text({"event_type": kind, "data": data}, sort_keys=True).encode()).hexdigest()
     return Checked(index, boss_id, event_type, data, digest)
-
-
-def quarantine(session: AsyncSession, source: str, rejected: Rejected) -> str:
-    qid = str(uuid.uuid4())
-    session.add(
-        QuarantinedRecord(
-            id=qid,
-            source=source,
-            boss_event_id=rejected.boss_event_id,
-            event_type=rejected.event_type,
-            reason=rejected.reason,
-            field=rejected.field,
-            raw=rejected.raw,
-            status="open",
-            received_at=utcnow(),
-        )
-    )
-    return qid
-
-
-async def ingest(session: AsyncSession, contracts: Contracts, source: str, records: list[Any]) -> BatchResult:
-    """Check, de-duplicate and stage a batch in the caller's transaction."""
-    result = BatchResult()
-    checked: list[Checked] = []
-    repeats: list[Checked] = []
-    outcomes: dict[int, Outcome] = {}
-    first_in_batch: dict[str, Checked] = {}
-    for i, value in enumerate(records):
-        c = check_record(contracts, i, value)
-        if isinstance(c, Rejected):
-            outcomes[i] = Outcome(i, "rejected", c.boss_event_id, c.reason, c.field, quarantine(session, source, c))
-            continue
-        if c.boss_event_id in first_in_batch:
-            repeats.append(c)
-            continue
-        first_in_batch[c.boss_event_id] = c
-        checked.append(c)
-
-    fresh = await _claim(session, source, checked)
-    known = await _digests(session, source, [c.boss_event_id for c in checked if c.boss_event_id not in fresh])
-    events = []
-    for c in checked:
-        if c.boss_event_id in fresh:
-            outcomes[c.index] = Outcome(c.index, "accepted", c.boss_event_id)
-            events.append(billing_event(source, c.event_type, c.data))
-        else:
-            outcomes[c.index] = _repeat(session, source, c, known.get(c.boss_event_id, ""), records[c.index])
-    for c in repeats:
-        # A repeat within the batch is what its first copy turned out to be: a duplicate of an accepted
-        # record, or (when the first copy conflicts with what was accepted before) a conflict too.
-        first = first_in_batch[c.boss_event_id]
-        first_digest = first.digest if outcomes[first.index].status != "rejected" else ""
-        outcomes[c.index] = _repeat(session, source, c, first_digest, records[c.index])
-    await stage(session, contracts, events, data_validated=True)
-    await session.flush()
-    result.outcomes = [outcomes[i] for i in range(len(records))]
-    return result
-
-
-def _repeat(session: AsyncSession, source: str, c: Checked, first_digest: str, value: Any) -> Outcome:
-    """A BOSS id seen before: a true duplicate if the content matches, otherwise a conflict to look at."""
-    if first_digest == c.digest:
-        return Outcome(c.index, "duplicate", c.boss_event_id)
-    reason = "event_id was already used for a record with different content"
-    rejected = Rejected(c.index, reason, f"records[{c.index}].event_id", _raw(value), c.boss_event_id, c.event_type)
-    return Outcome(c.index, "rejected", c.boss_event_id, reason, rejected.field, quarantine(session, source, rejected))
-
-
-async def _claim(session: AsyncSession, source: str, checked: list[Checked]) -> set[str]:
-    """Insert the log rows; the ones that went in are ours, the rest were accepted before (or concurrently)."""
-    if not checked:
-        return set()
-    now = utcnow()
-    table = IngestedRecord.__table__
-    statement = insert_ignoring_duplicates(session.bind.dialect.name, table).returning(table.c.boss_event_id)
-    rows = [
-        {
-            "source": source,
-            "boss_event_id": c.boss_event_id,
-            "event_id": event_id_for(source, c.boss_event_id),
-            "event_type": c.event_type,
-            "customer_id": c.data["customer_id"],
-            "payload_sha256": c.digest,
-            "received_at": now,
-        }
-        for c in checked
-    ]
-    inserted: set[str] = set()
-    for start in range(0, len(rows), 1000):
-        result = await session.execute(statement.values(rows[start : start + 1000]))
-        inserted.update(result.scalars().all())
-    return inserted
-
-
-async def _digests(session: AsyncSession, source: str, ids: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for start in range(0, len(ids), 1000):
-        rows = await session.execute(
-            select(IngestedRecord.boss_event_id, IngestedRecord.payload_sha256).where(
-                IngestedRecord.source == source, IngestedRecord.boss_event_id.in_(ids[start : start + 1000])
-            )
-        )
-        out.update({r[0]: r[1] for r in rows})
-    return out
-
-
-def quarantine_unparsable_body(session: AsyncSession, source: str, body: bytes, reason: str) -> str:
-    """A push whose body cannot be read at all is still kept, whole, with the reason."""
-    return quarantine(session, source, Rejected(-1, reason, "body", _text(body)))

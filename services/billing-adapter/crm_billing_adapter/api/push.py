@@ -1,16 +1,14 @@
-"""BOSS push and quarantine routes. Thin: parse, call the domain, shape the answer."""
+"""The BOSS push route (POST /boss/v1/events). Thin: read, call the domain, shape the answer."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 
-from crm_billing_adapter import domain
-from crm_billing_adapter.models import QuarantinedRecord
-from crm_billing_adapter.schemas import BatchReceipt, BossBatch, QuarantineEntry, RecordOutcome
+from crm_billing_adapter.domain import ingest, reading
+from crm_billing_adapter.schemas import BatchReceipt, BossBatch, RecordOutcome
 from crm_billing_adapter.settings import Settings
-from crm_kit.errors import InvalidInput, MalformedBody, NotFound, PayloadTooLarge, problem
+from crm_kit.errors import InvalidInput, MalformedBody, PayloadTooLarge, problem
 from crm_kit.service import DbSession, RuntimeDep
 
 router = APIRouter(prefix="/boss/v1", tags=["BOSS feed"])
@@ -26,7 +24,7 @@ PUSH_BODY = {
 }
 
 
-def _receipt(result: domain.BatchResult) -> BatchReceipt:
+def _receipt(result: reading.BatchResult) -> BatchReceipt:
     return BatchReceipt(
         accepted=result.count("accepted"),
         duplicates=result.count("duplicate"),
@@ -56,15 +54,15 @@ async def push_events(
 ) -> JSONResponse:
     settings: Settings = rt.settings  # type: ignore[assignment]
     source = x_boss_source or settings.source_name
-    domain.media_type(content_type)  # 415 before reading anything
+    reading.media_type(content_type)  # 415 before reading anything
     body = await request.body()
     try:
-        body = domain.decompress(body, content_encoding, settings.max_decompressed_bytes)
-        records = domain.parse_records(body, content_type)
+        body = reading.decompress(body, content_encoding, settings.max_decompressed_bytes)
+        records = reading.parse_records(body, content_type)
     except (MalformedBody, InvalidInput) as exc:
         # Nothing the BOSS handed over is dropped: a body that cannot be read as a batch is kept whole
         # (inflated, when it was gzip that could be inflated).
-        qid = domain.quarantine_unparsable_body(session, source, body, exc.detail)
+        qid = ingest.quarantine_unparsable_body(session, source, body, exc.detail)
         return problem(
             exc.status, exc.slug, exc.title, exc.detail, request.url.path, field=exc.field, quarantine_id=qid
         )
@@ -73,7 +71,7 @@ async def push_events(
             f"Batch of {len(records)} records exceeds the limit of {settings.max_batch_records}; split it",
             field="records",
         )
-    result = await domain.ingest(session, rt.contracts, source, records)
+    result = await ingest.ingest(session, rt.contracts, source, records)
     receipt = _receipt(result)
     if receipt.rejected:
         first = next(o for o in receipt.results if o.status == "rejected")
@@ -87,37 +85,3 @@ async def push_events(
             **receipt.model_dump(mode="json"),
         )
     return JSONResponse(receipt.model_dump(mode="json"), status_code=202)
-
-
-@router.get("/quarantine", summary="Rejected records, newest first", response_model=list[QuarantineEntry])
-async def list_quarantine(
-    session: DbSession,
-    response: Response,
-    status: Annotated[str | None, Query(pattern="^(open|replayed|discarded)$")] = None,
-    event_id: Annotated[str | None, Query(max_length=64, description="BOSS event id")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[QuarantineEntry]:
-    query = select(QuarantinedRecord)
-    if status:
-        query = query.where(QuarantinedRecord.status == status)
-    if event_id:
-        query = query.where(QuarantinedRecord.boss_event_id == event_id)
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = await session.scalars(
-        query.order_by(QuarantinedRecord.received_at.desc(), QuarantinedRecord.id).offset(offset).limit(limit)
-    )
-    items = [QuarantineEntry.model_validate(r) for r in rows]
-    response.headers["X-Total-Count"] = str(total)
-    response.headers["X-Result-Count"] = str(len(items))
-    return items
-
-
-@router.get(
-    "/quarantine/{quarantine_id}", summary="One rejected record", response_model=QuarantineEntry, responses={404: {}}
-)
-async def get_quarantine(quarantine_id: str, session: DbSession) -> QuarantineEntry:
-    row = await session.get(QuarantinedRecord, quarantine_id)
-    if row is None:
-        raise NotFound(f"No quarantined record {quarantine_id}", field="quarantine_id")
-    return QuarantineEntry.model_validate(row)

@@ -1,0 +1,5 @@
+"""The adapter's routes, one module per concern."""
+
+from crm_billing_adapter.api import push, quarantine
+
+routers = [push.router, quarantine.router]

@@ -1,0 +1,136 @@
+"""What happens to a checked batch: accepted (→ outbox → Kafka), a duplicate of a record accepted before
+(same content), or rejected and kept in quarantine with its reason. Nothing the BOSS handed over is dropped."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_billing_adapter.domain.reading import (
+    BatchResult,
+    Checked,
+    Outcome,
+    Rejected,
+    bytes_text,
+    check_record,
+    json_text,
+)
+from crm_billing_adapter.events import billing_event, event_id_for
+from crm_billing_adapter.models import IngestedRecord, QuarantinedRecord
+from crm_kit.db import insert_ignoring_duplicates, utcnow
+from crm_kit.events import Contracts
+from crm_kit.outbox import stage
+
+
+def quarantine(session: AsyncSession, source: str, rejected: Rejected) -> str:
+    qid = str(uuid.uuid4())
+    session.add(
+        QuarantinedRecord(
+            id=qid,
+            source=source,
+            boss_event_id=rejected.boss_event_id,
+            event_type=rejected.event_type,
+            reason=rejected.reason,
+            field=rejected.field,
+            raw=rejected.raw,
+            status="open",
+            received_at=utcnow(),
+        )
+    )
+    return qid
+
+
+async def ingest(session: AsyncSession, contracts: Contracts, source: str, records: list[Any]) -> BatchResult:
+    """Check, de-duplicate and stage a batch in the caller's transaction."""
+    result = BatchResult()
+    checked: list[Checked] = []
+    repeats: list[Checked] = []
+    outcomes: dict[int, Outcome] = {}
+    first_in_batch: dict[str, Checked] = {}
+    for i, value in enumerate(records):
+        c = check_record(contracts, i, value)
+        if isinstance(c, Rejected):
+            outcomes[i] = Outcome(i, "rejected", c.boss_event_id, c.reason, c.field, quarantine(session, source, c))
+            continue
+        if c.boss_event_id in first_in_batch:
+            repeats.append(c)
+            continue
+        first_in_batch[c.boss_event_id] = c
+        checked.append(c)
+
+    fresh = await _claim(session, source, checked)
+    known = await _digests(session, source, [c.boss_event_id for c in checked if c.boss_event_id not in fresh])
+    events = []
+    for c in checked:
+        if c.boss_event_id in fresh:
+            outcomes[c.index] = Outcome(c.index, "accepted", c.boss_event_id)
+            events.append(billing_event(source, c.event_type, c.data))
+        else:
+            outcomes[c.index] = _repeat(session, source, c, known.get(c.boss_event_id, ""), records[c.index])
+    for c in repeats:
+        # A repeat within the batch is what its first copy turned out to be: a duplicate of an accepted
+        # record, or (when the first copy conflicts with what was accepted before) a conflict too.
+        first = first_in_batch[c.boss_event_id]
+        first_digest = first.digest if outcomes[first.index].status != "rejected" else ""
+        outcomes[c.index] = _repeat(session, source, c, first_digest, records[c.index])
+    await stage(session, contracts, events, data_validated=True)
+    await session.flush()
+    result.outcomes = [outcomes[i] for i in range(len(records))]
+    return result
+
+
+def _repeat(session: AsyncSession, source: str, c: Checked, first_digest: str, value: Any) -> Outcome:
+    """A BOSS id seen before: a true duplicate if the content matches, otherwise a conflict to look at."""
+    if first_digest == c.digest:
+        return Outcome(c.index, "duplicate", c.boss_event_id)
+    reason = "event_id was already used for a record with different content"
+    rejected = Rejected(
+        c.index, reason, f"records[{c.index}].event_id", json_text(value), c.boss_event_id, c.event_type
+    )
+    return Outcome(c.index, "rejected", c.boss_event_id, reason, rejected.field, quarantine(session, source, rejected))
+
+
+async def _claim(session: AsyncSession, source: str, checked: list[Checked]) -> set[str]:
+    """Insert the log rows; the ones that went in are ours, the rest were accepted before (or concurrently)."""
+    if not checked:
+        return set()
+    now = utcnow()
+    table = IngestedRecord.__table__
+    statement = insert_ignoring_duplicates(session.bind.dialect.name, table).returning(table.c.boss_event_id)
+    rows = [
+        {
+            "source": source,
+            "boss_event_id": c.boss_event_id,
+            "event_id": event_id_for(source, c.boss_event_id),
+            "event_type": c.event_type,
+            "customer_id": c.data["customer_id"],
+            "payload_sha256": c.digest,
+            "received_at": now,
+        }
+        for c in checked
+    ]
+    inserted: set[str] = set()
+    for start in range(0, len(rows), 1000):
+        result = await session.execute(statement.values(rows[start : start + 1000]))
+        inserted.update(result.scalars().all())
+    return inserted
+
+
+async def _digests(session: AsyncSession, source: str, ids: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for start in range(0, len(ids), 1000):
+        rows = await session.execute(
+            select(IngestedRecord.boss_event_id, IngestedRecord.payload_sha256).where(
+                IngestedRecord.source == source, IngestedRecord.boss_event_id.in_(ids[start : start + 1000])
+            )
+        )
+        out.update({r[0]: r[1] for r in rows})
+    return out
+
+
+def quarantine_unparsable_body(session: AsyncSession, source: str, body: bytes, reason: str) -> str:
+    """A push whose body cannot be read at all is still kept, whole, with the reason."""
+    return quarantine(session, source, Rejected(-1, reason, "body", bytes_text(body)))
