@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from crm_billing_adapter.domain import ingest, reading
-from crm_billing_adapter.schemas import BatchReceipt, BossBatch, RecordOutcome
+from crm_billing_adapter.schemas.push import BatchReceipt, BossBatch, RecordOutcome
 from crm_billing_adapter.settings import Settings
 from crm_kit.errors import InvalidInput, MalformedBody, PayloadTooLarge, problem
 from crm_kit.service import DbSession, RuntimeDep
@@ -71,7 +71,7 @@ async def push_events(
             f"Batch of {len(records)} records exceeds the limit of {settings.max_batch_records}; split it",
             field="records",
         )
-    result = await ingest.ingest(session, rt.contracts, source, records)
+    result = await ingest.ingest(session, rt.contracts, ingest.Origin(source), records)
     receipt = _receipt(result)
     if receipt.rejected:
         first = next(o for o in receipt.results if o.status == "rejected")

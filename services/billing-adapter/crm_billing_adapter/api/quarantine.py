@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 
 from crm_billing_adapter.models import QuarantinedRecord
-from crm_billing_adapter.schemas import QuarantineEntry
+from crm_billing_adapter.schemas.quarantine import QuarantineEntry
 from crm_kit.errors import NotFound
 from crm_kit.service import DbSession
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -25,12 +27,25 @@ from crm_kit.events import Contracts
 from crm_kit.outbox import stage
 
 
-def quarantine(session: AsyncSession, source: str, rejected: Rejected) -> str:
+@dataclass(frozen=True)
+class Origin:
+    """Where a batch came from: a push by a BOSS source, or lines of an import file (then `line_numbers`
+    holds each record's line, in the order of the records)."""
+
+    source: str
+    job_id: str | None = None
+    line_numbers: Sequence[int] | None = None
+
+    def line_of(self, index: int) -> int | None:
+        return self.line_numbers[index] if self.line_numbers is not None and index >= 0 else None
+
+
+def quarantine(session: AsyncSession, origin: Origin, rejected: Rejected) -> str:
     qid = str(uuid.uuid4())
     session.add(
         QuarantinedRecord(
             id=qid,
-            source=source,
+            source=origin.source,
             boss_event_id=rejected.boss_event_id,
             event_type=rejected.event_type,
             reason=rejected.reason,
@@ -38,13 +53,31 @@ def quarantine(session: AsyncSession, source: str, rejected: Rejected) -> str:
             raw=rejected.raw,
             status="open",
             received_at=utcnow(),
+            job_id=origin.job_id,
+            line_no=origin.line_of(rejected.index),
         )
     )
     return qid
 
 
-async def ingest(session: AsyncSession, contracts: Contracts, source: str, records: list[Any]) -> BatchResult:
-    """Check, de-duplicate and stage a batch in the caller's transaction."""
+async def ingest(
+    session: AsyncSession,
+    contracts: Contracts,
+    origin: Origin,
+    records: list[Any],
+    *,
+    quarantine_rejected: bool = True,
+) -> BatchResult:
+    """Check, de-duplicate and stage a batch in the caller's transaction.
+
+    Rejected records are quarantined, unless the caller keeps them itself (`quarantine_rejected=False`:
+    a replay from the quarantine updates the row it came from instead of adding one).
+    """
+    source = origin.source
+
+    def keep(rejected: Rejected) -> str | None:
+        return quarantine(session, origin, rejected) if quarantine_rejected else None
+
     result = BatchResult()
     checked: list[Checked] = []
     repeats: list[Checked] = []
@@ -53,7 +86,7 @@ async def ingest(session: AsyncSession, contracts: Contracts, source: str, recor
     for i, value in enumerate(records):
         c = check_record(contracts, i, value)
         if isinstance(c, Rejected):
-            outcomes[i] = Outcome(i, "rejected", c.boss_event_id, c.reason, c.field, quarantine(session, source, c))
+            outcomes[i] = Outcome(i, "rejected", c.boss_event_id, c.reason, c.field, keep(c))
             continue
         if c.boss_event_id in first_in_batch:
             repeats.append(c)
@@ -69,20 +102,20 @@ async def ingest(session: AsyncSession, contracts: Contracts, source: str, recor
             outcomes[c.index] = Outcome(c.index, "accepted", c.boss_event_id)
             events.append(billing_event(source, c.event_type, c.data))
         else:
-            outcomes[c.index] = _repeat(session, source, c, known.get(c.boss_event_id, ""), records[c.index])
+            outcomes[c.index] = _repeat(c, known.get(c.boss_event_id, ""), records[c.index], keep)
     for c in repeats:
         # A repeat within the batch is what its first copy turned out to be: a duplicate of an accepted
         # record, or (when the first copy conflicts with what was accepted before) a conflict too.
         first = first_in_batch[c.boss_event_id]
         first_digest = first.digest if outcomes[first.index].status != "rejected" else ""
-        outcomes[c.index] = _repeat(session, source, c, first_digest, records[c.index])
+        outcomes[c.index] = _repeat(c, first_digest, records[c.index], keep)
     await stage(session, contracts, events, data_validated=True)
     await session.flush()
     result.outcomes = [outcomes[i] for i in range(len(records))]
     return result
 
 
-def _repeat(session: AsyncSession, source: str, c: Checked, first_digest: str, value: Any) -> Outcome:
+def _repeat(c: Checked, first_digest: str, value: Any, keep: Callable[[Rejected], str | None]) -> Outcome:
     """A BOSS id seen before: a true duplicate if the content matches, otherwise a conflict to look at."""
     if first_digest == c.digest:
         return Outcome(c.index, "duplicate", c.boss_event_id)
@@ -90,7 +123,7 @@ def _repeat(session: AsyncSession, source: str, c: Checked, first_digest: str, v
     rejected = Rejected(
         c.index, reason, f"records[{c.index}].event_id", json_text(value), c.boss_event_id, c.event_type
     )
-    return Outcome(c.index, "rejected", c.boss_event_id, reason, rejected.field, quarantine(session, source, rejected))
+    return Outcome(c.index, "rejected", c.boss_event_id, reason, rejected.field, keep(rejected))
 
 
 async def _claim(session: AsyncSession, source: str, checked: list[Checked]) -> set[str]:
@@ -133,4 +166,4 @@ async def _digests(session: AsyncSession, source: str, ids: list[str]) -> dict[s
 
 def quarantine_unparsable_body(session: AsyncSession, source: str, body: bytes, reason: str) -> str:
     """A push whose body cannot be read at all is still kept, whole, with the reason."""
-    return quarantine(session, source, Rejected(-1, reason, "body", bytes_text(body)))
+    return quarantine(session, Origin(source), Rejected(-1, reason, "body", bytes_text(body)))

@@ -1,9 +1,8 @@
-"""The push API's shapes."""
+"""Shapes of the push API (POST /boss/v1/events)."""
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 
 class RecordOutcome(BaseModel):
@@ -32,17 +31,3 @@ class BossRecord(BaseModel):
 
 class BossBatch(BaseModel):
     records: list[BossRecord] = Field(max_length=5000)
-
-
-class QuarantineEntry(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    source: str
-    boss_event_id: str | None
-    event_type: str | None
-    reason: str
-    field: str | None
-    raw: str
-    status: str
-    received_at: datetime
