@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from crm_billing_adapter.domain.reading import (
 )
 from crm_billing_adapter.events import billing_event, event_id_for
 from crm_billing_adapter.models import IngestedRecord, QuarantinedRecord
+from crm_billing_adapter.observability import BATCH_SECONDS, RECORDS
 from crm_kit.db import insert_ignoring_duplicates, utcnow
 from crm_kit.events import Contracts
 from crm_kit.outbox import stage
@@ -35,6 +37,10 @@ class Origin:
     source: str
     job_id: str | None = None
     line_numbers: Sequence[int] | None = None
+
+    @property
+    def channel(self) -> str:
+        return "file" if self.job_id else "push"
 
     def line_of(self, index: int) -> int | None:
         return self.line_numbers[index] if self.line_numbers is not None and index >= 0 else None
@@ -74,6 +80,8 @@ async def ingest(
     a replay from the quarantine updates the row it came from instead of adding one).
     """
     source = origin.source
+    channel = origin.channel if quarantine_rejected else "replay"
+    started = time.perf_counter()
 
     def keep(rejected: Rejected) -> str | None:
         return quarantine(session, origin, rejected) if quarantine_rejected else None
@@ -83,8 +91,10 @@ async def ingest(
     repeats: list[Checked] = []
     outcomes: dict[int, Outcome] = {}
     first_in_batch: dict[str, Checked] = {}
+    kinds: dict[int, str | None] = {}
     for i, value in enumerate(records):
         c = check_record(contracts, i, value)
+        kinds[i] = c.event_type
         if isinstance(c, Rejected):
             outcomes[i] = Outcome(i, "rejected", c.boss_event_id, c.reason, c.field, keep(c))
             continue
@@ -112,7 +122,15 @@ async def ingest(
     await stage(session, contracts, events, data_validated=True)
     await session.flush()
     result.outcomes = [outcomes[i] for i in range(len(records))]
+    for outcome in result.outcomes:
+        RECORDS.labels(_kind(kinds.get(outcome.index)), outcome.status, channel).inc()
+    BATCH_SECONDS.labels(channel).observe(time.perf_counter() - started)
     return result
+
+
+def _kind(event_type: str | None) -> str:
+    """`subscription.activated` from `billing.subscription.activated.v1`; `unknown` when it could not be read."""
+    return event_type.removeprefix("billing.").removesuffix(".v1") if event_type else "unknown"
 
 
 def _repeat(c: Checked, first_digest: str, value: Any, keep: Callable[[Rejected], str | None]) -> Outcome:
