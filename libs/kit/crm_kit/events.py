@@ -7,10 +7,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import yaml
 from asgi_correlation_id import correlation_id
 from jsonschema import Draft202012Validator, FormatChecker, validators
@@ -141,6 +143,21 @@ def _field(path: Any) -> str:
     return out
 
 
+def is_integral(value: Any) -> bool:
+    """No float or Decimal anywhere in a parsed JSON value (a loop, not recursion: it runs for every record)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is float or kind is Decimal:
+            return False
+    return True
+
+
 def _matches_any(patterns: dict[str, Any], name: str) -> bool:
     return any(re.search(p, name) for p in patterns)
 
@@ -151,6 +168,7 @@ class Contracts:
 
     root: Path
     validators: dict[str, Any] = field(default_factory=dict)
+    fast_validators: dict[str, Any] = field(default_factory=dict)
     topics: dict[str, Topic] = field(default_factory=dict)
 
     @classmethod
@@ -160,6 +178,7 @@ class Contracts:
             schema = json.loads(path.read_text(encoding="utf-8"))
             Draft202012Validator.check_schema(schema)
             c.validators[path.stem] = ContractValidator(schema, format_checker=FormatChecker())
+            c.fast_validators[path.stem] = jsonschema_rs.validator_for(schema, validate_formats=True)
         spec = yaml.safe_load((root / "topics.yaml").read_text(encoding="utf-8"))
         for name, t in spec["topics"].items():
             c.topics[name] = Topic(name=name, **t)
@@ -173,9 +192,18 @@ class Contracts:
         return event_type in self.validators
 
     def violations(self, event_type: str, data: Any) -> list[Violation]:
+        """What is wrong with `data` under its contract; empty when nothing is.
+
+        Two validators of the same schema: the compiled one (Rust, ~1 µs) answers "valid" for the records that
+        are, which is nearly all of them; the Python one explains the rest field by field. Data holding a
+        non-integer number goes to the Python one only: the compiled one takes 129.0 for an integer, as JSON
+        Schema allows, where our contracts want money written as whole fen.
+        """
         validator = self.validators.get(event_type)
         if validator is None:
             return [Violation("type", f"unknown event type {event_type!r}")]
+        if is_integral(data) and self.fast_validators[event_type].is_valid(data):
+            return []
         errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
         out = []
         for e in errors:

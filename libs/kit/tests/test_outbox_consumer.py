@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import REGISTRY
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -208,6 +209,25 @@ async def test_staged_events_are_published_in_order_keyed_by_customer_and_applie
     assert len({by_id[e.id].partition for e in first}) == 1
     assert [by_id[e.id].offset for e in first] == sorted(by_id[e.id].offset for e in first)
     assert metric("outbox_backlog") == 0
+
+
+async def test_a_large_backlog_goes_out_in_packed_batches_keeping_each_customers_order(bench: Bench):
+    """More than a record batch holds for one customer (about 3 MB at 1 MB a batch), in rounds of 5,000."""
+    bench.relay(batch_size=5000)
+    staged = [profile("C1" if n % 5 else "C2", name=f"客户{n:04d}" + "某" * 90) for n in range(6000)]
+    for start in range(0, len(staged), 2000):
+        await bench.stage(*staged[start : start + 2000])
+    await eventually(lambda: _none_pending(bench), timeout=60)
+
+    records = await read_topic(bench.bootstrap, TOPIC, expect=len(staged), timeout=60)
+    assert len(records) == len(staged)
+    partitions = sorted({r.partition for r in records} | set(range(bench.contracts.topics[TOPIC].partitions)))
+    for customer in ("C1", "C2"):
+        mine = [r for r in records if r.key == customer.encode()]
+        assert {r.partition for r in mine} == {DefaultPartitioner()(customer.encode(), partitions, partitions)}
+        in_offset_order = [json.loads(r.value)["id"] for r in sorted(mine, key=lambda r: r.offset)]
+        assert in_offset_order == [e.id for e in staged if e.subject == customer]
+    assert metric("outbox_published_total", topic=TOPIC) >= len(staged)
 
 
 async def _none_pending(bench: Bench) -> bool:
