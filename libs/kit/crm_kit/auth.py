@@ -1,7 +1,7 @@
 """Who is calling: the bearer JWT every service verifies for itself (the gateway issues it).
 
 A token carries `sub` (the user or client id), `roles` (agent, key_account_manager, marketer, analyst,
-supervisor, admin, partner, boss), `scope` (space-separated permissions such as `pii:read`) and, for a
+supervisor, billing_ops, admin, partner, boss), `scope` (space-separated permissions such as `pii:read`) and, for a
 partner, `partner_id`. What a role may do is decided by the service that owns the data; this module only
 proves the identity and says what the token grants.
 """
@@ -18,7 +18,9 @@ from fastapi import Depends, Request
 from crm_kit.errors import Forbidden, Unauthenticated
 from crm_kit.settings import AuthSettings
 
-ROLES = frozenset({"agent", "key_account_manager", "marketer", "analyst", "supervisor", "admin", "partner", "boss"})
+ROLES = frozenset(
+    {"agent", "key_account_manager", "marketer", "analyst", "supervisor", "billing_ops", "admin", "partner", "boss"}
+)
 PII_READ = "pii:read"
 
 

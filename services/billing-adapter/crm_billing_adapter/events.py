@@ -20,12 +20,12 @@ def occurred_at(data: dict[str, Any]) -> datetime:
     return parse_rfc3339(data["occurred_at"])
 
 
-def billing_event(source: str, event_type: str, data: dict[str, Any]) -> CloudEvent:
+def billing_event(source: str, event_type: str, data: dict[str, Any], event_id: str | None = None) -> CloudEvent:
     return new_event(
         event_type,
         source=f"{SOURCE}/{source}",
         subject=data["customer_id"],
         data=data,
-        event_id=event_id_for(source, data["boss_event_id"]),
+        event_id=event_id or event_id_for(source, data["boss_event_id"]),
         time=occurred_at(data),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,13 +105,14 @@ async def ingest(
         first_in_batch[c.boss_event_id] = c
         checked.append(c)
 
-    fresh = await _claim(session, source, checked)
+    event_ids = {c.boss_event_id: event_id_for(source, c.boss_event_id) for c in checked}
+    fresh = await _claim(session, source, checked, event_ids)
     known = await _digests(session, source, [c.boss_event_id for c in checked if c.boss_event_id not in fresh])
     events = []
     for c in checked:
         if c.boss_event_id in fresh:
             outcomes[c.index] = Outcome(c.index, "accepted", c.boss_event_id)
-            events.append(billing_event(source, c.event_type, c.data))
+            events.append(billing_event(source, c.event_type, c.data, event_ids[c.boss_event_id]))
         else:
             outcomes[c.index] = _repeat(c, known.get(c.boss_event_id, ""), records[c.index], keep)
     for c in repeats:
@@ -122,8 +124,9 @@ async def ingest(
     await stage(session, contracts, events, data_validated=True)
     await session.flush()
     result.outcomes = [outcomes[i] for i in range(len(records))]
-    for outcome in result.outcomes:
-        RECORDS.labels(_kind(kinds.get(outcome.index)), outcome.status, channel).inc()
+    tally = Counter((_kind(kinds.get(o.index)), o.status) for o in result.outcomes)
+    for (kind, status), count in tally.items():
+        RECORDS.labels(kind, status, channel).inc(count)
     BATCH_SECONDS.labels(channel).observe(time.perf_counter() - started)
     return result
 
@@ -144,7 +147,7 @@ def _repeat(c: Checked, first_digest: str, value: Any, keep: Callable[[Rejected]
     return Outcome(c.index, "rejected", c.boss_event_id, reason, rejected.field, keep(rejected))
 
 
-async def _claim(session: AsyncSession, source: str, checked: list[Checked]) -> set[str]:
+async def _claim(session: AsyncSession, source: str, checked: list[Checked], event_ids: dict[str, str]) -> set[str]:
     """Insert the log rows; the ones that went in are ours, the rest were accepted before (or concurrently)."""
     if not checked:
         return set()
@@ -155,7 +158,7 @@ async def _claim(session: AsyncSession, source: str, checked: list[Checked]) -> 
         {
             "source": source,
             "boss_event_id": c.boss_event_id,
-            "event_id": event_id_for(source, c.boss_event_id),
+            "event_id": event_ids[c.boss_event_id],
             "event_type": c.event_type,
             "customer_id": c.data["customer_id"],
             "payload_sha256": c.digest,

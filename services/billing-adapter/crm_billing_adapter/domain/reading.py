@@ -116,7 +116,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _loads(text: str | bytes) -> Any:
+def loads_record(text: str | bytes) -> Any:
     """JSON text → value, numbers with a fraction as Decimal (money is integer fen: 129.0 must fail "integer").
 
     orjson reads the common record (no fraction anywhere) several times faster; anything else it cannot take
@@ -138,7 +138,7 @@ def _loads(text: str | bytes) -> Any:
 UNREADABLE = (ValueError, RecursionError)
 
 
-def _why(exc: BaseException) -> str:
+def why_unreadable(exc: BaseException) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     if isinstance(exc, RecursionError):
@@ -184,14 +184,14 @@ def parse_records(body: bytes, content_type: str | None) -> list[Any]:
                 records.append(Unparsed(bytes_text(chunk), f"line {n} is not UTF-8: {exc.reason} at byte {exc.start}"))
                 continue
             try:
-                records.append(_loads(line))
+                records.append(loads_record(line))
             except UNREADABLE as exc:
-                records.append(Unparsed(line, f"line {n} is not valid JSON: {_why(exc)}"))
+                records.append(Unparsed(line, f"line {n} is not valid JSON: {why_unreadable(exc)}"))
         return records
     try:
-        doc = _loads(body)
+        doc = loads_record(body)
     except UNREADABLE as exc:
-        raise MalformedBody(f"Body is not valid JSON: {_why(exc)}", field="body") from exc
+        raise MalformedBody(f"Body is not valid JSON: {why_unreadable(exc)}", field="body") from exc
     if isinstance(doc, dict) and isinstance(doc.get("records"), list):
         return list(doc["records"])
     if isinstance(doc, list):
