@@ -81,7 +81,7 @@ async def proxy(request: Request, path: str) -> Response:
         request.method,
         httpx.URL(target),
         headers=headers,
-        content=await request.body(),
+        content=request.stream() if route.streams_body else await request.body(),
         timeout=httpx.Timeout(route.timeout_seconds, connect=request.app.state.connect_timeout),
     )
     try:

@@ -7,7 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from crm_gateway.api import router
-from crm_gateway.domain import RouteTable
+from crm_gateway.domain import BOSS_FILES, RouteTable
 from crm_gateway.settings import Settings
 from crm_kit.observability import configure_logging, service_metrics
 from crm_kit.service import instrument
@@ -32,6 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.routes = RouteTable.from_settings(settings)
     app.state.connect_timeout = settings.connect_timeout_seconds
-    instrument(app, service_metrics("gateway"), settings)
+    instrument(app, service_metrics("gateway"), settings, body_limits={BOSS_FILES: settings.boss_upload_max_bytes})
     app.include_router(router)
     return app

@@ -28,11 +28,17 @@ class Route:
     upstream: str
     base_url: str
     timeout_seconds: float
+    streams_body: bool = False
+    """Pass the request body on as it arrives (a BOSS file of gigabytes) instead of reading it first."""
 
     def matches(self, path: str) -> bool:
         """Whole path segments only: `/api/v1/customers` serves `/api/v1/customers/C1`, not `/api/v1/customersx`."""
         base = self.prefix.rstrip("/")
         return path == base or path.startswith(base + "/")
+
+
+BOSS_FILES = "/boss/v1/imports"
+"""Where BOSS batch files are uploaded: streamed through, with a body limit of their own."""
 
 
 class RouteTable:
@@ -46,6 +52,13 @@ class RouteTable:
         return cls(
             [
                 Route("/boss/v1/", "billing-adapter", s.billing_adapter_url, s.boss_timeout_seconds),
+                Route(
+                    BOSS_FILES,
+                    "billing-adapter",
+                    s.billing_adapter_url,
+                    s.boss_upload_timeout_seconds,
+                    streams_body=True,
+                ),
                 Route("/tmf-api/customerManagement/v4/", "customer", s.customer_url, s.timeout_seconds),
                 *(
                     Route(prefix, "customer", s.customer_url, s.timeout_seconds)

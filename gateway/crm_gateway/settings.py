@@ -12,5 +12,8 @@ class Settings(AppSettings):
     billing_adapter_url: str = "http://127.0.0.1:8002"
     timeout_seconds: float = 10.0
     boss_timeout_seconds: float = 30.0
+    boss_upload_timeout_seconds: float = 600.0
+    """Between two chunks of an upload or its answer, not for the whole file."""
+    boss_upload_max_bytes: int = 4 * 1024**3
     connect_timeout_seconds: float = 2.0
     max_connections: int = 200

@@ -332,6 +332,24 @@ async def test_a_body_over_the_gateways_limit_is_413_and_never_reaches_the_upstr
         assert len(r.json()["body"]) == 2048
 
 
+async def test_a_boss_file_passes_through_under_its_own_limit_not_the_general_one():
+    async with (
+        serve(upstream("billing-adapter")) as billing,
+        gateway(
+            customer_url=billing, billing_adapter_url=billing, max_body_bytes=2048, boss_upload_max_bytes=16384
+        ) as client,
+    ):
+        r = await client.post("/boss/v1/imports", params={"format": "csv"}, content=_chunks(8192))
+        assert r.status_code == 200, r.text
+        assert r.json()["path"] == "/boss/v1/imports" and r.json()["body"] == "x" * 8192
+        r = await client.post("/boss/v1/imports", content=b"x" * 20000)
+        assert_problem(r, 413, "payload-too-large")
+        r = await client.post("/boss/v1/imports", content=_chunks(20480))
+        assert_problem(r, 413, "payload-too-large")
+        r = await client.post("/boss/v1/events", content=b"x" * 4096)
+        assert_problem(r, 413, "payload-too-large")
+
+
 async def test_the_answer_carries_each_of_the_gateways_own_headers_once(gw: Gateway):
     r = await gw.client.get(f"{CUSTOMER}/C1")
     assert r.status_code == 200
