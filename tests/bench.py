@@ -30,7 +30,7 @@ from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.db import Database, outbox_table
 from crm_kit.settings import KafkaSettings
-from crm_kit.testing import bearer, serve
+from crm_kit.testing import bearer, boss_push, serve
 from tests import bench_customer
 from tests.boss import activation
 
@@ -65,7 +65,7 @@ async def bench(folder: Path) -> dict[str, str]:
                 latencies = []
                 for n in range(LATENCY_SAMPLES):
                     t0 = time.perf_counter()
-                    await client.post("/boss/v1/events", json={"records": [activation(n + 1)]})
+                    await boss_push(client, [activation(n + 1)])
                     while (await client.get(f"{CUSTOMERS}/C{n + 1:06d}")).status_code != 200:
                         await asyncio.sleep(0.005)
                     latencies.append(time.perf_counter() - t0)
@@ -79,7 +79,7 @@ async def bench(folder: Path) -> dict[str, str]:
                 total = BATCHES * BATCH
                 started = time.perf_counter()
                 for batch in batches:
-                    r = await client.post("/boss/v1/events", json={"records": batch})
+                    r = await boss_push(client, batch)
                     assert r.status_code == 202 and r.json()["accepted"] == BATCH, r.text[:300]
                 pushed = time.perf_counter() - started
                 db = Database(adapter_db)

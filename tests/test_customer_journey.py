@@ -15,7 +15,7 @@ import httpx
 
 from crm_kit.events import CloudEvent, load_contracts
 from crm_kit.settings import find_contracts_dir
-from crm_kit.testing import bearer, eventually, read_topic
+from crm_kit.testing import bearer, boss_push, eventually, read_topic
 
 CUSTOMERS = "/tmf-api/customerManagement/v4/customer"
 SEARCH = "/api/v1/customers/search"
@@ -154,7 +154,7 @@ def population() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 async def push(gateway: httpx.AsyncClient, records: list[dict[str, Any]]) -> None:
-    r = await gateway.post("/boss/v1/events", json={"records": records})
+    r = await boss_push(gateway, records)
     assert r.status_code == 202, r.text
     assert r.json()["accepted"] == len(records)
 

@@ -29,7 +29,6 @@ class Bus:
                     client_id=self.client_id,
                     acks="all",
                     linger_ms=5,
-                    max_batch_size=1024 * 1024,  # the outbox relay packs up to this much per partition per write
                     request_timeout_ms=self.kafka.request_timeout_ms,
                     max_request_size=4 * 1024 * 1024,
                 )

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +25,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from crm_kit.auth import issue_token
 from crm_kit.broker import EmbeddedBroker, port_open
 from crm_kit.dlq import replay_dead_letters
+from crm_kit.presentation import SHANGHAI
 from crm_kit.settings import AuthSettings, KafkaSettings
-from crm_kit.simulator import Population, records
+from crm_kit.signing import DEV_SECRET, DEV_SOURCE
+from crm_kit.simulator import Population, ndjson_batches, push, records
 
 cli = typer.Typer(help="Telecom CRM developer commands.", no_args_is_help=True, add_completion=False)
 
@@ -41,7 +43,7 @@ class DevStackSettings(BaseSettings):
     gateway_port: int = 8000
     customer_port: int = 8001
     billing_adapter_port: int = 8002
-    demo_customers: int = 200
+    demo_customers: int = 50
     ready_timeout_seconds: float = 90.0
 
 
@@ -138,17 +140,27 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
-def load_demo(gateway: str, customers: int, batch: int = 1000) -> tuple[int, int]:
-    """Push the simulated population through the gateway; returns (accepted, duplicates)."""
-    accepted = duplicates = 0
-    pending = list(records(Population(customers=customers)))
-    with httpx.Client(base_url=gateway, timeout=60) as client:
-        for start in range(0, len(pending), batch):
-            r = client.post("/boss/v1/events", json={"records": pending[start : start + batch]})
-            r.raise_for_status()
-            accepted += r.json()["accepted"]
-            duplicates += r.json()["duplicates"]
-    return accepted, duplicates
+DEMO_MONTHS = 2
+
+
+def demo_population(customers: int, today: date | None = None) -> Population:
+    """The demo customers' last two full months, so the 360 view shows recent bills and usage; the same records
+    all month long (re-pushing them is harmless: the adapter answers duplicate)."""
+    this_month = (today or datetime.now(SHANGHAI).date()).replace(day=1)
+    first = this_month
+    for _ in range(DEMO_MONTHS):
+        first = (first - timedelta(days=1)).replace(day=1)
+    return Population(
+        customers=customers, months=DEMO_MONTHS, start=datetime.combine(first, datetime.min.time(), SHANGHAI)
+    )
+
+
+def load_demo(gateway: str, customers: int) -> tuple[int, int]:
+    """Push the simulated population through the gateway, signed as the dev BOSS source; returns (accepted,
+    duplicates)."""
+    batches = ndjson_batches(records(demo_population(customers)))
+    summary = asyncio.run(push(gateway, batches, source=DEV_SOURCE, secret=DEV_SECRET, progress=False))
+    return summary.accepted, summary.duplicates
 
 
 @cli.command()
@@ -217,7 +229,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
 
 
 @cli.command()
-def demo(gateway: str = "http://127.0.0.1:8000", customers: int = 200) -> None:
+def demo(gateway: str = "http://127.0.0.1:8000", customers: int = 50) -> None:
     """Push the demo population to a running gateway (idempotent)."""
     accepted, duplicates = load_demo(gateway, customers)
     typer.echo(f"{accepted} accepted, {duplicates} duplicates")

@@ -87,6 +87,19 @@ class UpstreamUnavailable(CrmError):
     title = "A service behind the gateway is unavailable"
 
 
+class ServiceUnavailable(CrmError):
+    """The service is up but cannot take this request now (e.g. a backlog at its bound); `Retry-After` says when
+    to try again, in seconds, and so does `retry_after_seconds` in the problem body."""
+
+    status = 503
+    slug = "service-unavailable"
+    title = "The service cannot take this request now"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, field=field, retry_after_seconds=retry_after_seconds, **extra)
+        self.headers = {"Retry-After": str(retry_after_seconds)}  # type: ignore[misc]
+
+
 class UpstreamTimeout(CrmError):
     status = 504
     slug = "upstream-timeout"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+import orjson
 import yaml
 from asgi_correlation_id import correlation_id
 from jsonschema import Draft202012Validator, FormatChecker, validators
@@ -85,6 +86,27 @@ def new_event(
         data=data,
         correlationid=correlation_id.get(),
     )
+
+
+def event_json(
+    event_type: str, *, source: str, subject: str, data: dict[str, Any], event_id: str, time: datetime
+) -> str:
+    """The JSON of `new_event(...).to_json()` without building the model: for callers staging thousands of
+    events a second whose data is already checked against its contract (a Decimal is written as a string, as
+    the model writes it)."""
+    envelope: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "subject": subject,
+        "time": time,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    if (correlation := correlation_id.get()) is not None:
+        envelope["correlationid"] = correlation
+    return orjson.dumps(envelope, default=str).decode()
 
 
 @lru_cache(maxsize=512)

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_kit.bus import Bus
 from crm_kit.db import Database, UtcDateTime, outbox_table, utcnow
-from crm_kit.events import CloudEvent, Contracts
+from crm_kit.events import CloudEvent, Contracts, ContractViolation, Violation, topic_of
 from crm_kit.observability import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -34,30 +34,49 @@ STAGED = "crm_outbox_staged"
 
 
 def outbox_row(event: CloudEvent) -> dict[str, Any]:
+    return _row(event.id, event.type, event.subject or "", event.to_json(), utcnow())
+
+
+def _row(event_id: str, event_type: str, subject: str, payload: str, created_at: datetime) -> dict[str, Any]:
     return {
-        "id": event.id,
-        "aggregatetype": event.topic,
-        "aggregateid": event.subject or "",
-        "type": event.type,
-        "payload": event.to_json(),
-        "created_at": utcnow(),
+        "id": event_id,
+        "aggregatetype": topic_of(event_type),
+        "aggregateid": subject,
+        "type": event_type,
+        "payload": payload,
+        "created_at": created_at,
     }
 
 
-async def stage(
-    session: AsyncSession, contracts: Contracts, events: Iterable[CloudEvent], *, data_validated: bool = False
-) -> int:
-    """Validate and add events to the outbox in the caller's transaction. Keyed by subject (customer id).
+class PreparedEvent(NamedTuple):
+    """An event already written as its CloudEvent JSON (`crm_kit.events.event_json`), data checked."""
 
-    `data_validated`: the caller has just checked each event's data against its contract (the billing
-    adapter does, record by record, to answer per record); checking it twice would double the hot path.
-    """
+    event_type: str
+    subject: str
+    event_id: str
+    payload: str
+
+
+async def stage_prepared(session: AsyncSession, contracts: Contracts, events: Sequence[PreparedEvent]) -> int:
+    """`stage` for events made as JSON directly, the hot path of a feed: each type is checked to have a contract
+    and a topic once, the rows go in as one statement."""
+    for event_type in {e.event_type for e in events}:
+        if not contracts.knows(event_type) or topic_of(event_type) not in contracts.topics:
+            raise ContractViolation(event_type, [Violation("type", f"no contract or topic for {event_type!r}")])
+    if events:
+        now = utcnow()
+        await session.execute(
+            insert(outbox_table), [_row(e.event_id, e.event_type, e.subject, e.payload, now) for e in events]
+        )
+        session.info[STAGED] = True
+    return len(events)
+
+
+async def stage(session: AsyncSession, contracts: Contracts, events: Iterable[CloudEvent]) -> int:
+    """Validate and add events to the outbox in the caller's transaction. Keyed by subject (customer id)."""
     rows = []
     for e in events:
-        if data_validated:
-            contracts.validate_type(e)
-        else:
-            contracts.validate_event(e)
+        contracts.validate_event(e)
         rows.append(outbox_row(e))
     if rows:
         await session.execute(insert(outbox_table), rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,23 +70,28 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes` with 413, by header or while streaming, without buffering them."""
+    """Refuses bodies over `max_bytes` with 413, by header or while streaming, without buffering them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `limits` gives a path its own bound (exact path), e.g. a file upload that streams gigabytes to disk.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = dict(limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limits.get(scope["path"], self.max_bytes)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > max_bytes:
             response = problem(
                 413,
                 PayloadTooLarge.slug,
                 PayloadTooLarge.title,
-                f"Body of {int(length)} bytes exceeds the limit of {self.max_bytes} bytes",
+                f"Body of {int(length)} bytes exceeds the limit of {max_bytes} bytes",
                 scope["path"],
             )
             await response(scope, receive, send)
@@ -98,9 +103,9 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     # An HTTPException: FastAPI turns anything else raised while it reads a body into a 400.
-                    raise StarletteHTTPException(413, f"Body exceeds the limit of {self.max_bytes} bytes")
+                    raise StarletteHTTPException(413, f"Body exceeds the limit of {max_bytes} bytes")
             return message
 
         await self.app(scope, limited, send)
@@ -136,10 +141,12 @@ class UnexpectedErrorMiddleware:
             await internal_error(scope["path"])(scope, receive, send)
 
 
-def instrument(app: FastAPI, metrics: ServiceMetrics, settings: AppSettings) -> None:
-    """Problem+json handlers, body limit, RED metrics and request ids: the same on every app."""
+def instrument(
+    app: FastAPI, metrics: ServiceMetrics, settings: AppSettings, body_limits: Mapping[str, int] | None = None
+) -> None:
+    """Problem+json handlers, body limit (`body_limits`: paths with their own), RED metrics and request ids."""
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, limits=body_limits)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=None)
@@ -215,6 +222,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     subscriptions: Sequence[Subscription] = (),
     on_startup: Callable[[Runtime], Awaitable[Any]] | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     configure_logging(name, settings.log_level, settings.log_json)
     metrics = service_metrics(name)
@@ -254,7 +262,7 @@ def create_service_app(
             log.info("%s stopped", name)
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
-    instrument(app, metrics, settings)
+    instrument(app, metrics, settings, body_limits)
     app.include_router(_health_router())
     for r in routers:
         app.include_router(r)

@@ -1,18 +1,49 @@
-"""A BOSS simulator: the subscription events an operator's billing system would push for a population.
+"""A BOSS simulator (`crm simulate`): a provincial operator's subscribers, the billing events its BOSS would
+push for them month by month, and a signed pusher that sends them at a chosen rate.
 
-Deterministic for a seed, so `make run` loads the same demo customers every time (re-pushing them is
-harmless: the adapter answers `duplicate`). Records are in the BOSS push format the adapter accepts.
+Deterministic for a seed: customer n draws from its own generator, so a smaller population is a prefix of a
+larger one. Records are in the BOSS push format the adapter accepts, each customer's in time order (the adapter
+keys Kafka by customer id); customer after customer, so no customer's story is split between concurrent pushes.
+
+The generating process, which a churn model has to rediscover:
+- Hidden traits per customer: price sensitivity, network exposure (its city's quality plus its own cells),
+  payment reliability, a usage profile (data, voice, SMS, travel). Observable facts: individual or organisation
+  (政企, several lines), city, plan (prepaid/postpaid, fee, allowance), contract end (合约到期), dealer, tenure.
+- Each month competitors run port-out offers (携号转网优惠) in some cities and some cities have network trouble.
+  Usage follows a mean-reverting engagement walk; bad network lowers it and, in the border cities, pushes phones
+  onto Hong Kong/Macau networks (unwanted roaming days); a customer trying a competitor's SIM uses less month after
+  month. Bills follow usage (overage, roaming); payments follow reliability: late and failed payments, overdue
+  bills, collection (催缴 → 单停 → 双停 → 委外催收 → 坏账核销) with arrears barring and, at 90 days overdue,
+  termination for arrears; prepaid lines recharge or are barred and, after 60 days, closed.
+- On the first of each month a customer's churn hazard is sigmoid(CHURN_BASE + Σ CHURN_WEIGHTS × `Drivers` +
+  N(0, CHURN_NOISE²)); a churner leaves on a random day: every line `ported_out` (to the operator with the offer,
+  likelier while one runs) or `terminated`. `churn_truth()` gives each customer's drivers and hazard per month.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gzip as gzip_codec
+import heapq
+import math
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from crm_kit.presentation import SHANGHAI
+from crm_kit.signing import DEV_SECRET, DEV_SOURCE, signed_headers
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
 GIVEN = [
@@ -47,125 +78,1403 @@ GIVEN = [
     "俊杰",
     "思远",
 ]
-COMPANIES = ["腾达科技", "华信物流", "远航贸易", "恒泰建设", "新源医药", "博雅教育", "金桥电子", "蓝海餐饮"]
-REGIONS = ["GD-SZ", "GD-GZ", "GD-DG", "BJ", "SH", "ZJ-HZ", "JS-NJ", "SC-CD"]
-CITY = {
-    "GD-SZ": "深圳市",
-    "GD-GZ": "广州市",
-    "GD-DG": "东莞市",
-    "BJ": "北京市",
-    "SH": "上海市",
-    "ZJ-HZ": "杭州市",
-    "JS-NJ": "南京市",
-    "SC-CD": "成都市",
-}
-AREA_CODES = {
-    "GD-SZ": "440300",
-    "GD-GZ": "440100",
-    "GD-DG": "441900",
-    "BJ": "110101",
-    "SH": "310101",
-    "ZJ-HZ": "330100",
-    "JS-NJ": "320100",
-    "SC-CD": "510100",
-}
-PLANS = [
-    ("4G-BASIC-39", "4G畅聊套餐39元", 3900),
-    ("5G-ULT-129", "5G畅享套餐129元", 12900),
-    ("5G-ULT-199", "5G畅享套餐199元", 19900),
-    ("5G-FAM-269", "5G全家享套餐269元", 26900),
-    ("IOT-10", "物联网卡10元", 1000),
+COMPANY_WORDS = [
+    "腾达",
+    "华信",
+    "远航",
+    "恒泰",
+    "新源",
+    "博雅",
+    "金桥",
+    "蓝海",
+    "鸿运",
+    "盛世",
+    "天成",
+    "嘉禾",
+    "粤海",
+    "南方",
+    "宏图",
+    "立信",
 ]
-PREFIXES = ["133", "135", "138", "139", "150", "153", "177", "180", "186", "189", "199"]
-OPERATORS = ["china_mobile", "china_unicom", "china_broadnet"]
+TRADES = ["科技", "物流", "贸易", "建设", "医药", "教育", "电子", "餐饮", "制造", "置业", "五金", "服饰"]
+
+
+@dataclass(frozen=True)
+class City:
+    """A city of the province (归属地): its share of subscribers and its latent network badness."""
+
+    code: str
+    name: str
+    area: str
+    weight: int
+    network: float
+    border: bool
+
+
+CITIES = (
+    City("GD-GZ", "广州市", "440100", 20, -0.4, False),
+    City("GD-SZ", "深圳市", "440300", 20, -0.2, True),
+    City("GD-DG", "东莞市", "441900", 11, 0.0, False),
+    City("GD-FS", "佛山市", "440600", 10, -0.2, False),
+    City("GD-HZ", "惠州市", "441300", 6, 0.2, False),
+    City("GD-ZH", "珠海市", "440400", 4, 0.1, True),
+    City("GD-ZS", "中山市", "442000", 5, 0.1, False),
+    City("GD-JM", "江门市", "440700", 4, 0.3, False),
+    City("GD-ST", "汕头市", "440500", 6, 0.4, False),
+    City("GD-ZJ", "湛江市", "440800", 6, 0.6, False),
+    City("GD-MZ", "梅州市", "441400", 4, 0.8, False),
+    City("GD-QY", "清远市", "441800", 4, 0.7, False),
+)
+CITY_WEIGHTS = [c.weight for c in CITIES]
+BORN_ELSEWHERE = ("430100", "450100", "510100", "360100", "410100", "420100")
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+PREFIXES = ("133", "153", "173", "177", "180", "181", "189", "191", "193", "199")
+COMPETITORS = ("china_mobile", "china_unicom", "china_broadnet")
+COMPETITOR_SHARE = (6, 3, 1)
+GB = 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A tariff (资费套餐): monthly fee in fen and what it includes."""
+
+    code: str
+    name: str
+    fee_fen: int
+    minutes: int
+    data_mb: int
+    prepaid: bool
+
+    def wire(self) -> dict[str, Any]:
+        return {"code": self.code, "name": self.name, "monthly_fee_fen": self.fee_fen}
+
+
+PLANS = (
+    Plan("4G-BASIC-39", "4G畅聊套餐39元", 3900, 100, 10 * GB, False),
+    Plan("5G-ULT-129", "5G畅享套餐129元", 12900, 500, 40 * GB, False),
+    Plan("5G-ULT-199", "5G畅享套餐199元", 19900, 1000, 80 * GB, False),
+    Plan("5G-FAM-269", "5G全家享套餐269元", 26900, 1500, 120 * GB, False),
+    Plan("5G-BIZ-99", "5G商务套餐99元", 9900, 800, 30 * GB, False),
+    Plan("PRE-CARD-19", "畅聊卡19元", 1900, 50, 5 * GB, True),
+    Plan("PRE-DATA-29", "大流量卡29元", 2900, 30, 30 * GB, True),
+)
+PERSONAL_POSTPAID = PLANS[:4]
+PREPAID = PLANS[5:]
+DATA_FEN_PER_GB = 500  # 套外流量 5元/GB, each GB started
+VOICE_FEN_PER_MINUTE = 15  # 套外语音 0.15元/分钟
+ROAMING_DAY_FEN = 2500  # 漫游日租 25元/天, charged on any roaming data that day
+ROAMING_VOICE_FEN_PER_MINUTE = 99
+ORG_DISCOUNT = 0.1  # 集团优惠 on monthly fees
+DUE_DAYS = 24  # bill issued on the 1st, due on the 25th (缴费截止日)
+RECHARGE_BELOW_FEN = 1000
+RECHARGE_AMOUNTS = (3000, 5000, 5000, 10000, 10000, 20000)
+DUNNING = ((1, "reminded"), (15, "soft_suspended"), (45, "hard_suspended"), (90, "with_agency"), (180, "written_off"))
+OVERDUE_NOTICES = (1, 30, 60, 90)
+PREPAID_CLOSE_AFTER_DAYS = 60
+
+CHURN_BASE = -5.95
+CHURN_NOISE = 0.3
+CHURN_WEIGHTS = {
+    "usage_decline": 5.0,
+    "bill_shock": 2.0,
+    "contract_ending": 2.2,
+    "payment_trouble": 0.7,
+    "new_customer": 1.0,
+    "long_tenure": -0.8,
+    "overpaying": 1.0,
+    "organisation": -1.2,
+    "network": 0.5,
+    "competitor_offer": 2.0,
+}
 
 
 @dataclass(frozen=True)
 class Population:
+    """Who is simulated: `customers` over `months` calendar months (China Standard Time), the first being the month
+    of `start`."""
+
     customers: int = 200
     seed: int = 2026
     start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+    months: int = 3
 
 
-def id_card(rng: random.Random, region: str, born: datetime) -> str:
+@dataclass(frozen=True, slots=True)
+class Drivers:
+    """What drives a customer's churn hazard in a month, as known on the month's first day.
+
+    All but `network` and `competitor_offer` follow from the emitted records; those two are latent and show in them
+    only indirectly (usage drops and unwanted roaming; port-outs bunching in a city).
+    """
+
+    usage_decline: float  # 1 - last month's usage per line-day / mean of the up to 3 months before, floored at 0
+    bill_shock: float  # last month's bill / mean of the up to 3 months before, minus 1.2, clipped to [0, 1.5]
+    contract_ending: bool  # the contract ended in the last 2 months or ends this month (合约到期)
+    payment_trouble: int  # failed payments, new overdue bills and arrears barrings in the last 3 months, up to 3
+    tenure_months: int
+    overpaying: bool  # last month under a quarter of the plans' data used, on a 129-yuan or dearer plan
+    organisation: bool
+    network: float  # the customer's network badness this month (latent)
+    competitor_offer: float  # a competitor's offer in the city × the customer's price sensitivity (latent)
+
+    def logit(self) -> float:
+        w = CHURN_WEIGHTS
+        return (
+            CHURN_BASE
+            + w["usage_decline"] * self.usage_decline
+            + w["bill_shock"] * self.bill_shock
+            + w["contract_ending"] * self.contract_ending
+            + w["payment_trouble"] * self.payment_trouble
+            + w["new_customer"] * (self.tenure_months < 6)
+            + w["long_tenure"] * (self.tenure_months > 60)
+            + w["overpaying"] * self.overpaying
+            + w["organisation"] * self.organisation
+            + w["network"] * max(self.network, 0.0)
+            + w["competitor_offer"] * self.competitor_offer
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MonthTruth:
+    period: str  # YYYY-MM
+    drivers: Drivers
+    hazard: float  # the churn probability drawn against this month, noise included
+
+
+@dataclass(slots=True)
+class CustomerTruth:
+    """The generating process's truth for one customer, for evaluating churn and bad-debt models."""
+
+    customer_id: str
+    churn_period: str | None = None  # YYYY-MM the customer left, None if still here at the end
+    churn_kind: str | None = None  # ported_out, terminated (voluntary) or arrears (closed for debt)
+    bad_debt: bool = False  # a bill reached 90 days overdue (委外催收) or a prepaid line was closed in arrears
+    months: list[MonthTruth] = field(default_factory=list)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def id_card(rng: random.Random, area: str, born: date) -> str:
     """A syntactically valid 18-digit resident ID (GB 11643 check digit); not a real person's."""
-    body = f"{AREA_CODES[region]}{born:%Y%m%d}{rng.randint(0, 999):03d}"
+    body = f"{area}{born:%Y%m%d}{rng.randint(0, 999):03d}"
     check = "10X98765432"[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS, strict=True)) % 11]
     return body + check
 
 
-def records(population: Population) -> Iterator[dict[str, Any]]:
-    """Each customer's events in time order: activation, then perhaps a plan change, suspension, churn."""
-    rng = random.Random(population.seed)
-    for n in range(1, population.customers + 1):
-        yield from _customer_story(rng, n, population.start)
+def _iccid(n: int, line_no: int, card: int) -> str:
+    """A 20-digit China Telecom ICCID (8986 03 …) with a Luhn check digit, unique per line and card."""
+    body = f"898603{n:08d}{line_no:02d}{card:03d}"
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return body + str(-total % 10)
 
 
-def _customer_story(rng: random.Random, n: int, start: datetime) -> Iterator[dict[str, Any]]:
-    region = rng.choice(REGIONS)
-    organisation = rng.random() < 0.12
-    party: dict[str, Any] = {"type": "organization" if organisation else "individual", "region": region}
-    if organisation:
-        party["name"] = f"{CITY[region]}{rng.choice(COMPANIES)}有限公司"
-    else:
-        party["name"] = rng.choice(SURNAMES) + rng.choice(GIVEN)
-        born = datetime(rng.randint(1955, 2004), rng.randint(1, 12), rng.randint(1, 28), tzinfo=UTC)
-        party["id_card_no"] = id_card(rng, region, born)
-    customer_id, account_id = f"CUST{n:07d}", f"ACCT{n:07d}"
-    for line_no in range(1, (rng.randint(2, 6) if organisation else rng.choice((1, 1, 1, 2))) + 1):
-        sub_id = f"SUB{n:07d}{line_no:02d}"
-        msisdn = rng.choice(PREFIXES) + f"{rng.randint(0, 99_999_999):08d}"
-        at = start + timedelta(days=rng.randint(0, 300), minutes=rng.randint(0, 1440))
-        base = {"customer_id": customer_id, "account_id": account_id, "subscription_id": sub_id, "msisdn": msisdn}
-        code, name, fee = rng.choice(PLANS[:4])
-        activated = {
-            **base,
-            "occurred_at": _iso(at),
-            "customer": party,
-            "plan": {"code": code, "name": name, "monthly_fee_fen": fee},
-            "payment_mode": "postpaid" if rng.random() < 0.7 else "prepaid",
+@dataclass(frozen=True, slots=True)
+class _Day:
+    iso: str
+    compact: str
+    recorded_at: str  # the day's usage summary is recorded at 01:30 the next morning
+    data_factor: float
+    voice_factor: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Month:
+    index: int
+    period: str
+    first: date
+    next_first: date
+    days: tuple[_Day, ...]
+
+
+def _calendar(population: Population) -> list[_Month]:
+    """The simulated months, with the strings every record of a day shares made once."""
+    local = population.start.astimezone(SHANGHAI)
+    months = []
+    year, month = local.year, local.month
+    for index in range(population.months):
+        first = date(year, month, 1)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        next_first = date(year, month, 1)
+        days = []
+        for k in range((next_first - first).days):
+            d = first + timedelta(days=k)
+            weekend = d.weekday() >= 5
+            days.append(
+                _Day(
+                    d.isoformat(),
+                    f"{d:%Y%m%d}",
+                    f"{d + timedelta(days=1)}T01:30:00+08:00",
+                    1.15 if weekend else 1.0,
+                    0.7 if weekend else 1.08,
+                )
+            )
+        months.append(_Month(index, f"{first:%Y-%m}", first, next_first, tuple(days)))
+    return months
+
+
+def _at(day: date, minute: int) -> str:
+    return f"{day.isoformat()}T{minute // 60:02d}:{minute % 60:02d}:00+08:00"
+
+
+class _Market:
+    """Per city and month: a competitor's port-out offer (operator, strength) and network trouble."""
+
+    def __init__(self, seed: int, months: int) -> None:
+        self.offer: dict[str, list[tuple[str, float] | None]] = {}
+        self.trouble: dict[str, list[float]] = {}
+        for city in CITIES:
+            rng = random.Random(f"{seed}:market:{city.code}")
+            offers: list[tuple[str, float] | None] = []
+            troubles: list[float] = []
+            offer: tuple[str, float] | None = None
+            offer_left = trouble_left = 0
+            trouble = 0.0
+            for _ in range(months):
+                if offer_left == 0:
+                    offer = None
+                    if rng.random() < 0.12:
+                        offer = (rng.choices(COMPETITORS, COMPETITOR_SHARE)[0], rng.uniform(0.6, 1.4))
+                        offer_left = rng.randint(1, 3)
+                if trouble_left == 0:
+                    trouble = 0.0
+                    if rng.random() < 0.08:
+                        trouble, trouble_left = rng.uniform(0.8, 2.0), rng.randint(1, 2)
+                offers.append(offer)
+                troubles.append(trouble)
+                offer_left = max(offer_left - 1, 0)
+                trouble_left = max(trouble_left - 1, 0)
+            self.offer[city.code] = offers
+            self.trouble[city.code] = troubles
+
+
+class _Line:
+    """One subscription (用户/号码) and its running counters for the month being simulated."""
+
+    __slots__ = (
+        "activated",
+        "balance",
+        "barred_days",
+        "card",
+        "close_day",
+        "closed",
+        "data_mean",
+        "data_over_fen",
+        "data_used",
+        "fee_days",
+        "ids",
+        "line_no",
+        "plan",
+        "roaming_fen",
+        "sms_mean",
+        "sub_id",
+        "voice_mean",
+        "voice_over_fen",
+    )
+
+    def __init__(self, n: int, line_no: int, msisdn: str, plan: Plan, activated: date) -> None:
+        self.line_no = line_no
+        self.sub_id = f"SUB{n:07d}{line_no:02d}"
+        self.ids = {
+            "customer_id": f"CUST{n:07d}",
+            "account_id": f"ACCT{n:07d}",
+            "subscription_id": self.sub_id,
+            "msisdn": msisdn,
         }
+        self.plan = plan
+        self.activated = activated
+        self.card = 0
+        self.closed = False
+        self.close_day: int | None = None
+        self.balance = 0
+        self.barred_days = -1  # prepaid: days barred for arrears, -1 when not barred
+        self.data_mean = self.voice_mean = self.sms_mean = 0.0
+        self.fee_days = self.data_used = self.data_over_fen = self.voice_over_fen = self.roaming_fen = 0
+
+
+@dataclass(slots=True)
+class _Invoice:
+    invoice_id: str
+    amount: int
+    due: date
+    paid_on: date | None
+
+
+class _Customer:
+    """One customer's hidden traits, state and story. `month()` yields the month's records in time order."""
+
+    def __init__(self, n: int, sim: Simulation) -> None:
+        self.n = n
+        self.sim = sim
+        pop = sim.population
+        rng = self.rng = random.Random(pop.seed * 1_000_003 + n)
+        self.cid, self.aid = f"CUST{n:07d}", f"ACCT{n:07d}"
+        city = self.city = rng.choices(CITIES, CITY_WEIGHTS)[0]
+        self.org = rng.random() < 0.08
+        self.price_sensitivity = rng.random() ** 0.8
+        self.exposure = city.network + rng.gauss(0, 0.5)
+        u = rng.random()
+        self.reliability = (
+            rng.uniform(0.88, 0.995) if u < 0.8 else rng.uniform(0.55, 0.88) if u < 0.95 else 0.1 + 0.45 * rng.random()
+        )
+        self.trip_rate = 0.0 if rng.random() < 0.7 else rng.uniform(0.05, 0.35)
+        self.engagement = 0.0
+        self.switching = False
+        first = sim.calendar[0].first
+        self.joined_in: int | None = None
+        if rng.random() < 0.12 and pop.months > 1:
+            self.joined_in = rng.randrange(1, pop.months)
+            mon = sim.calendar[self.joined_in]
+            joined = mon.first + timedelta(days=rng.randrange(len(mon.days)))
+        else:
+            joined = first - timedelta(days=int(rng.expovariate(1 / 1300)) + rng.randint(1, 60))
+        self.contract_end: date | None = None
+        if not self.org and rng.random() < 0.35:
+            if self.joined_in is None:
+                self.contract_end = first + timedelta(days=rng.randint(-90, 700))
+                joined = min(joined, self.contract_end - timedelta(days=730))
+            else:
+                self.contract_end = joined + timedelta(days=rng.choice((365, 730)))
+        self.joined = joined
+        self.postpaid = self.org or rng.random() < 0.72
+        self.dealer = f"DLR-{city.code}-{rng.randint(1, 60):03d}" if self.org or rng.random() < 0.5 else None
+        channels = ("bank_transfer", "counter") if self.org else ("wechat_pay", "alipay", "app", "counter")
+        self.channel = rng.choices(channels, (8, 2) if self.org else (40, 32, 18, 10))[0]
+        self.auto_debit = self.postpaid and rng.random() < (0.3 if self.org else 0.25)
+        self.credit_limit = (100_000 if self.org else rng.choice((5_000, 10_000, 20_000))) if self.postpaid else 0
+        if self.org:
+            self.party: dict[str, Any] = {
+                "name": f"{city.name}{rng.choice(COMPANY_WORDS)}{rng.choice(TRADES)}有限公司",
+                "type": "organization",
+                "region": city.code,
+            }
+        else:
+            born = date(rng.randint(1955, 2006), rng.randint(1, 12), rng.randint(1, 28))
+            area = city.area if rng.random() < 0.7 else rng.choice(BORN_ELSEWHERE)
+            self.party = {
+                "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+                "type": "individual",
+                "region": city.code,
+                "id_card_no": id_card(rng, area, born),
+            }
+        count = rng.randint(2, 8) if self.org else rng.choices((1, 2, 3), (75, 20, 5))[0]
+        heavy = rng.lognormvariate(0, 0.5)
+        self.lines: list[_Line] = []
+        for line_no in range(1, count + 1):
+            data_mean = 450 * heavy * rng.lognormvariate(0, 0.6)
+            if self.org:
+                plan = PLANS[4] if rng.random() < 0.7 else rng.choice(PERSONAL_POSTPAID[1:3])
+            else:
+                plan = self._fitting_plan(data_mean * 30)
+            msisdn = rng.choice(PREFIXES) + f"{(n * 100 + line_no) * 73_939_133 % 100_000_000:08d}"
+            line = _Line(n, line_no, msisdn, plan, joined)
+            line.data_mean = data_mean
+            line.voice_mean = (12 if self.org else 6) * rng.lognormvariate(0, 0.7)
+            line.sms_mean = rng.uniform(0.2, 2.5)
+            line.balance = rng.randint(500, 6000) if plan.prepaid else 0
+            self.lines.append(line)
+        self.seq = 0
+        self.agenda: list[tuple[date, int, int, str, Any]] = []
+        self.invoices: list[_Invoice] = []
+        self.episode: tuple[date, date | None] | None = None
+        self.pending_invoice: dict[str, Any] | None = None
+        self.activity: list[float] = []
+        self.spend: list[int] = []
+        self.trouble: list[int] = []
+        self.data_ratio = 1.0
+        self.truth = CustomerTruth(self.cid)
+        self.done = False
+        self.barred = False  # postpaid lines barred for arrears (单停/双停)
+        self.status = "normal"
+        self.others: list[tuple[int, int, int, dict[str, Any]]] = []
+        self.trouble_now = 0
+
+    def _fitting_plan(self, monthly_mb: float) -> Plan:
+        """Most pick the plan their usage fits; some pay for far more than they use, some far less."""
+        rng = self.rng
+        if not self.postpaid:
+            return PREPAID[1] if monthly_mb > 6 * GB else PREPAID[0]
         if rng.random() < 0.3:
-            activated["contract_end"] = (at + timedelta(days=730)).date().isoformat()
-        if rng.random() < 0.4:
-            activated["dealer_code"] = f"DLR-{region}-{rng.randint(1, 40):03d}"
-        yield _record(sub_id, "activated", 0, activated)
-        roll = rng.random()
-        if roll < 0.25:
-            new_code, new_name, new_fee = rng.choice([p for p in PLANS[:4] if p[0] != code])
-            at += timedelta(days=rng.randint(20, 60))
-            yield _record(
-                sub_id,
-                "plan_changed",
-                1,
+            return rng.choice(PERSONAL_POSTPAID)
+        return next((p for p in PERSONAL_POSTPAID if p.data_mb >= monthly_mb * 0.8), PERSONAL_POSTPAID[-1])
+
+    def _id(self, code: str) -> str:
+        self.seq += 1
+        return f"SIM-{code}-{self.n:07d}-{self.seq}"
+
+    def _line_record(self, line: _Line, kind: str, day: date, minute: int, **extra: Any) -> dict[str, Any]:
+        data = {**line.ids, "occurred_at": _at(day, minute), **extra}
+        return {"event_id": self._id(kind[:3].upper()), "event_type": f"subscription.{kind}", "data": data}
+
+    def _account_record(self, event_type: str, day: date, minute: int, **extra: Any) -> dict[str, Any]:
+        code = "".join(part[:2] for part in event_type.split(".")).upper()
+        data = {"customer_id": self.cid, "account_id": self.aid, "occurred_at": _at(day, minute), **extra}
+        return {"event_id": self._id(code), "event_type": event_type, "data": data}
+
+    def _plan_later(self, day: date, minute: int, action: str, payload: Any = None) -> None:
+        self.seq += 1
+        heapq.heappush(self.agenda, (day, minute, self.seq, action, payload))
+
+    # -- the month ------------------------------------------------------------------------------------------------
+
+    def month(self, mon: _Month) -> Iterator[dict[str, Any]]:
+        """The order of a month: activation, last month's bill, churn draw, what falls due (payments, dunning),
+        plan and credit changes, SIM swaps, daily usage (prepaid balance with it), leaving, month-end bill."""
+        if self.done or (self.joined_in is not None and mon.index < self.joined_in):
+            return
+        self.others = []
+        self.trouble_now = 0
+        first_day = 0
+        if mon.index == (self.joined_in or 0):
+            first_day = max((self.joined - mon.first).days, 0)
+            minute = self.rng.randint(540, 1200)
+            for line in self.lines:
+                self._activate(line, mon, first_day if self.joined_in is not None else -1, minute)
+        full_month = mon.index > (self.joined_in or -1)
+        self._issue_invoice(mon)
+        churn_day, kind, operator = self._churn(mon) if full_month and self._open_lines() else (None, None, None)
+        for line in self.lines:
+            line.close_day = churn_day if not line.closed else None
+        blocked = self._dunning(mon)
+        if churn_day is not None and all(line.closed or line.close_day != churn_day for line in self.lines):
+            churn_day = None  # closed for arrears first
+        if full_month:
+            self._plan_changes(mon)
+            self._credit_limit(mon)
+        self._sim_swaps(mon, churn_day if kind == "ported_out" else None)
+        usage: list[list[dict[str, Any]]] = [[] for _ in mon.days] if self.sim.usage else []
+        totals = [0, 0]
+        for line in self.lines:
+            if not line.closed or line.close_day is not None:
+                self._use(line, mon, first_day, blocked, usage, totals)
+        if churn_day is not None:
+            self._leave(mon, churn_day, kind, operator)
+        self._close_month(mon, full_month, totals)
+        yield from self._merged(usage)
+
+    def _merged(self, usage: list[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+        """Usage of day i is recorded at 01:30 on day i+1, before anything else that day."""
+        others = sorted(self.others, key=lambda o: o[:3])
+        j = 0
+        while j < len(others) and others[j][0] < 0:
+            yield others[j][3]
+            j += 1
+        for i in range(len(usage) + 1 if usage else 0):
+            if i:
+                yield from usage[i - 1]
+            while j < len(others) and others[j][0] == i:
+                yield others[j][3]
+                j += 1
+        for o in others[j:]:
+            yield o[3]
+
+    def _add(self, day_index: int, minute: int, record: dict[str, Any]) -> None:
+        self.seq += 1
+        self.others.append((day_index, minute, self.seq, record))
+
+    def _open_lines(self) -> list[_Line]:
+        return [line for line in self.lines if not line.closed]
+
+    def _activate(self, line: _Line, mon: _Month, day_index: int, minute: int) -> None:
+        data: dict[str, Any] = {
+            **line.ids,
+            "occurred_at": _at(line.activated, minute),
+            "customer": self.party,
+            "plan": line.plan.wire(),
+            "payment_mode": "prepaid" if line.plan.prepaid else "postpaid",
+        }
+        if self.contract_end:
+            data["contract_end"] = self.contract_end.isoformat()
+        if self.dealer:
+            data["dealer_code"] = self.dealer
+        self._add(
+            day_index,
+            minute,
+            {"event_id": f"SIM-ACT-{line.sub_id}", "event_type": "subscription.activated", "data": data},
+        )
+
+    # -- churn ------------------------------------------------------------------------------------------------------
+
+    def drivers(self, mon: _Month) -> Drivers:
+        decline = shock = 0.0
+        if len(self.activity) >= 2:
+            before = self.activity[-4:-1]
+            usual = sum(before) / len(before)
+            decline = max(0.0, 1.0 - self.activity[-1] / usual) if usual > 0 else 0.0
+        if len(self.spend) >= 2:
+            before_spend = self.spend[-4:-1]
+            usual_spend = sum(before_spend) / len(before_spend)
+            if usual_spend > 0:
+                shock = min(max(self.spend[-1] / usual_spend - 1.2, 0.0), 1.5)
+        offer = self.sim.market.offer[self.city.code][mon.index]
+        end = self.contract_end
+        return Drivers(
+            usage_decline=round(decline, 4),
+            bill_shock=round(shock, 4),
+            contract_ending=end is not None and mon.first - timedelta(days=61) <= end < mon.next_first,
+            payment_trouble=min(sum(self.trouble[-3:]), 3),
+            tenure_months=(mon.first - self.joined).days // 30,
+            overpaying=self.data_ratio < 0.25 and max(line.plan.fee_fen for line in self._open_lines()) >= 12900,
+            organisation=self.org,
+            network=round(self.exposure + self.sim.market.trouble[self.city.code][mon.index], 4),
+            competitor_offer=round(offer[1] * self.price_sensitivity, 4) if offer else 0.0,
+        )
+
+    def _churn(self, mon: _Month) -> tuple[int | None, str | None, str | None]:
+        """Draw this month's churn against the hazard; move the engagement walk and the competitor trial."""
+        rng = self.rng
+        d = self.drivers(mon)
+        hazard = _sigmoid(d.logit() + rng.gauss(0, CHURN_NOISE))
+        self.truth.months.append(MonthTruth(mon.period, d, round(hazard, 6)))
+        if self.switching:
+            self.switching = rng.random() > 0.2
+        elif rng.random() < 0.3 * d.competitor_offer + 0.01 * max(d.network, 0.0):
+            self.switching = True
+        self.engagement = 0.75 * self.engagement + rng.gauss(0, 0.08) - (0.3 if self.switching else 0.0)
+        if rng.random() >= hazard:
+            return None, None, None
+        offer = self.sim.market.offer[self.city.code][mon.index]
+        day = rng.randrange(len(mon.days))
+        if rng.random() < (0.75 if offer else 0.4):
+            operator = offer[0] if offer and rng.random() < 0.8 else rng.choices(COMPETITORS, COMPETITOR_SHARE)[0]
+            return day, "ported_out", operator
+        return day, "terminated", None
+
+    def _leave(self, mon: _Month, day_index: int, kind: str | None, operator: str | None) -> None:
+        minute = self.rng.randint(600, 1080)
+        day = mon.first + timedelta(days=day_index)
+        for line in self.lines:
+            if line.close_day != day_index or line.closed:
+                continue
+            extra = {"recipient_operator": operator} if kind == "ported_out" else {"reason": "customer_request"}
+            self._add(day_index, minute, self._line_record(line, str(kind), day, minute, **extra))
+            line.closed = True
+        self._gone(mon, str(kind))
+
+    def _gone(self, mon: _Month, kind: str) -> None:
+        if self.truth.churn_period is None and not self._open_lines():
+            self.truth.churn_period, self.truth.churn_kind = mon.period, kind
+
+    # -- bills, payments, collection ---------------------------------------------------------------------------------
+
+    def _issue_invoice(self, mon: _Month) -> None:
+        """Last month's bill on the 1st at 02:00; when and whether it will be paid is decided now."""
+        bill, self.pending_invoice = self.pending_invoice, None
+        if bill is None:
+            return
+        rng = self.rng
+        due = mon.first + timedelta(days=DUE_DAYS)
+        invoice_id = f"INV{self.n:07d}{bill['period'].replace('-', '')}"
+        amount = max(sum(item["amount_fen"] for item in bill["items"]), 0)
+        self._add(
+            0,
+            120,
+            self._account_record(
+                "invoice.issued",
+                mon.first,
+                120,
+                invoice_id=invoice_id,
+                billing_period=bill["period"],
+                issued_at=_at(mon.first, 120),
+                due_date=due.isoformat(),
+                currency="CNY",
+                amount_due_fen=amount,
+                items=bill["items"],
+            ),
+        )
+        if amount <= 0:
+            return
+        r = self.reliability
+        if self.episode is not None and (self.episode[1] is None or self.episode[1] > mon.first):
+            paid_on = self.episode[1]
+        else:
+            if self.auto_debit:
+                attempt = mon.first + timedelta(days=4)
+                if rng.random() < 0.6 + 0.4 * r:
+                    paid_on = attempt
+                else:
+                    reason = rng.choices(("insufficient_funds", "card_expired", "bank_rejected"), (7, 2, 1))[0]
+                    self._plan_later(attempt, 360, "failed", (invoice_id, amount, reason, "auto_debit"))
+                    paid_on = self._manual_payment(mon.first + timedelta(days=5), due, r * 0.9)
+            else:
+                paid_on = self._manual_payment(mon.first + timedelta(days=1), due, r)
+            if paid_on is None or paid_on > due:
+                self.episode = (due, paid_on)
+                for k, status in DUNNING:
+                    when = due + timedelta(days=k)
+                    if paid_on is None or when < paid_on:
+                        self._plan_later(when, 540, "dunning", (k, status))
+                if paid_on is not None:
+                    self._plan_later(paid_on, 1400, "settled")
+        invoice = _Invoice(invoice_id, amount, due, paid_on)
+        self.invoices.append(invoice)
+        if paid_on is not None:
+            self._plan_later(paid_on, rng.randint(420, 1380), "paid", invoice)
+        for k in OVERDUE_NOTICES:
+            when = due + timedelta(days=k)
+            if paid_on is None or when < paid_on:
+                self._plan_later(when, 480, "overdue", (invoice, k))
+
+    def _manual_payment(self, earliest: date, due: date, reliability: float) -> date | None:
+        rng = self.rng
+        if rng.random() < reliability:
+            return earliest + timedelta(days=rng.randint(0, max((due - earliest).days, 0)))
+        if rng.random() < (1 - reliability) ** 2 * 0.3:
+            return None
+        late = due + timedelta(days=1 + int(rng.expovariate(1 / (4 + 45 * (1 - reliability)))))
+        return late if (late - due).days < 180 else None
+
+    def _dunning(self, mon: _Month) -> list[bool] | None:
+        """Run what falls due this month: payments, overdue notices, collection steps with barring and closing.
+
+        Returns, per day, whether the postpaid lines are barred (单停/双停), or None when they never are."""
+        barred_since = 0 if self.episode is not None and self.barred else None
+        blocked: list[bool] | None = [False] * len(mon.days) if barred_since is not None else None
+        while self.agenda and self.agenda[0][0] < mon.next_first:
+            day, minute, _, action, payload = heapq.heappop(self.agenda)
+            i = (day - mon.first).days
+            if action == "paid":
+                self._pay(i, day, minute, payload)
+            elif action == "failed":
+                invoice_id, amount, reason, channel = payload
+                self.trouble_now += 1
+                self._add(
+                    i,
+                    minute,
+                    self._account_record(
+                        "payment.failed",
+                        day,
+                        minute,
+                        payment_id=f"PF{self.n:07d}{self.seq:05d}",
+                        amount_fen=amount,
+                        channel=channel,
+                        invoice_id=invoice_id,
+                        reason=reason,
+                        attempted_at=_at(day, minute),
+                    ),
+                )
+            elif action == "refund":
+                self._add(i, minute, self._account_record("payment.refunded", day, minute, **payload))
+            elif action == "overdue":
+                invoice, k = payload
+                if k == 1:
+                    self.trouble_now += 1
+                self._add(
+                    i,
+                    minute,
+                    self._account_record(
+                        "payment.overdue",
+                        day,
+                        minute,
+                        invoice_id=invoice.invoice_id,
+                        amount_overdue_fen=invoice.amount,
+                        days_overdue=k,
+                        due_date=invoice.due.isoformat(),
+                    ),
+                )
+            elif action == "dunning":
+                k, status = payload
+                self._collection(i, day, minute, status)
+                if status == "soft_suspended":
+                    self.barred = True
+                    for line in self.lines:
+                        if not line.closed and (line.close_day is None or line.close_day > i):
+                            self._add(
+                                i, minute + 1, self._line_record(line, "suspended", day, minute + 1, reason="arrears")
+                            )
+                    barred_since = i
+                elif status == "with_agency":
+                    self.truth.bad_debt = True
+                    for line in self.lines:
+                        if not line.closed and (line.close_day is None or line.close_day > i):
+                            self._add(
+                                i, minute + 1, self._line_record(line, "terminated", day, minute + 1, reason="arrears")
+                            )
+                            line.close_day = i
+                            line.closed = True
+                    self._gone(mon, "arrears")
+                elif status == "written_off":
+                    self.invoices.clear()
+                    self.episode = None
+            elif action == "settled":
+                self.episode = None
+                self._collection(i, day, minute, "normal")
+                if self.barred:
+                    self.barred = False
+                    for line in self.lines:
+                        if not line.closed and (line.close_day is None or line.close_day > i):
+                            self._add(i, minute + 1, self._line_record(line, "resumed", day, minute + 1))
+                    if barred_since is not None:
+                        blocked = blocked or [False] * len(mon.days)
+                        for k in range(max(barred_since, 0), i + 1):
+                            blocked[k] = True
+                        barred_since = None
+        if barred_since is not None:
+            blocked = blocked or [False] * len(mon.days)
+            for k in range(max(barred_since, 0), len(mon.days)):
+                blocked[k] = True
+        return blocked
+
+    def _collection(self, i: int, day: date, minute: int, status: str) -> None:
+        if status == self.status:
+            return
+        self.status = status
+        outstanding = sum(inv.amount for inv in self.invoices)
+        self._add(
+            i,
+            minute,
+            self._account_record(
+                "account.collection_status_changed", day, minute, status=status, outstanding_fen=outstanding
+            ),
+        )
+
+    def _pay(self, i: int, day: date, minute: int, invoice: _Invoice) -> None:
+        if invoice not in self.invoices:
+            return
+        self.invoices.remove(invoice)
+        rng = self.rng
+        channel = (
+            "auto_debit" if self.auto_debit and day == invoice.due - timedelta(days=DUE_DAYS - 4) else self.channel
+        )
+        if channel != "auto_debit" and rng.random() < 0.01:
+            self.trouble_now += 1
+            self._add(
+                i,
+                minute - 3,
+                self._account_record(
+                    "payment.failed",
+                    day,
+                    minute - 3,
+                    payment_id=f"PF{self.n:07d}{self.seq:05d}",
+                    amount_fen=invoice.amount,
+                    channel=channel,
+                    invoice_id=invoice.invoice_id,
+                    reason="timeout",
+                    attempted_at=_at(day, minute - 3),
+                ),
+            )
+        payment_id = f"PAY{self.n:07d}{self.seq:05d}"
+        paid = {
+            "payment_id": payment_id,
+            "amount_fen": invoice.amount,
+            "channel": channel,
+            "invoice_id": invoice.invoice_id,
+            "paid_at": _at(day, minute),
+        }
+        self._add(i, minute, self._account_record("payment.received", day, minute, **paid))
+        if rng.random() < 0.004 and minute < 1430:
+            twice = {**paid, "payment_id": f"PAY{self.n:07d}{self.seq:05d}", "paid_at": _at(day, minute + 2)}
+            self._add(i, minute + 2, self._account_record("payment.received", day, minute + 2, **twice))
+            back = day + timedelta(days=rng.randint(3, 10))
+            refund = {
+                "payment_id": twice["payment_id"],
+                "refund_id": f"RF{self.n:07d}{self.seq:05d}",
+                "amount_fen": invoice.amount,
+                "reason": "重复缴费退费",
+                "refunded_at": _at(back, 660),
+            }
+            self._plan_later(back, 660, "refund", refund)
+
+    def _credit_limit(self, mon: _Month) -> None:
+        """Lowered after payment trouble, raised now and then for a clean record (星级提升)."""
+        if not self.postpaid or not self._open_lines():
+            return
+        new, reason = self.credit_limit, ""
+        if self.trouble and self.trouble[-1] and self.credit_limit > 2_000:
+            new, reason = self.credit_limit // 2, "欠费降低信用额度"
+        elif len(self.trouble) >= 6 and not any(self.trouble[-6:]) and self.rng.random() < 0.04:
+            new, reason = self.credit_limit * 3 // 2, "星级提升"
+        if new != self.credit_limit:
+            day = mon.first + timedelta(days=2)
+            self._add(
+                2,
+                600,
+                self._account_record(
+                    "account.credit_limit_changed",
+                    day,
+                    600,
+                    from_limit_fen=self.credit_limit,
+                    to_limit_fen=new,
+                    reason=reason,
+                ),
+            )
+            self.credit_limit = new
+
+    # -- lines ------------------------------------------------------------------------------------------------------
+
+    def _plan_changes(self, mon: _Month) -> None:
+        """Taking effect on the 1st, decided on last month's bill: up after overage, down when paying for air."""
+        rng = self.rng
+        for line in self._open_lines():
+            family = PREPAID if line.plan.prepaid else PERSONAL_POSTPAID if not self.org else (PLANS[4], *PLANS[1:3])
+            others = [p for p in family if p != line.plan]
+            roll = rng.random()
+            if line.data_over_fen >= 3_000 and roll < 0.2:
+                bigger = [p for p in others if p.data_mb > line.plan.data_mb]
+                new = min(bigger, key=lambda p: p.fee_fen) if bigger else None
+            elif self.data_ratio < 0.25 and roll < 0.05 * (0.5 + self.price_sensitivity):
+                smaller = [p for p in others if p.fee_fen < line.plan.fee_fen]
+                new = max(smaller, key=lambda p: p.fee_fen) if smaller else None
+            elif roll > 0.996:
+                new = rng.choice(others)
+            else:
+                new = None
+            if new is not None:
+                record = self._line_record(
+                    line, "plan_changed", mon.first, 150, from_plan_code=line.plan.code, plan=new.wire()
+                )
+                self._add(0, 150, record)
+                line.plan = new
+
+    def _sim_swaps(self, mon: _Month, port_out_day: int | None) -> None:
+        """New SIM cards (补换卡) now and then; before some port-outs, the known fraud pattern."""
+        rng = self.rng
+        for line in self._open_lines():
+            day_index = None
+            if port_out_day is not None and port_out_day >= 3 and rng.random() < 0.06:
+                day_index = port_out_day - rng.randint(1, 3)
+                reason = "lost"
+            elif rng.random() < 0.008:
+                day_index = rng.randrange(len(mon.days))
+                reason = rng.choices(("lost", "damaged", "upgrade_5g", "esim_conversion"), (3, 2, 3, 2))[0]
+            if day_index is None or (line.close_day is not None and line.close_day <= day_index):
+                continue
+            if day_index < max((line.activated - mon.first).days + 1, 0):
+                continue
+            day = mon.first + timedelta(days=day_index)
+            minute = rng.randint(600, 1200)
+            channel = (
+                "online" if reason == "esim_conversion" else rng.choices(("store", "online", "hotline"), (6, 3, 1))[0]
+            )
+            extra: dict[str, Any] = {
+                "new_iccid": _iccid(self.n, line.line_no, line.card + 1),
+                "previous_iccid": _iccid(self.n, line.line_no, line.card),
+                "reason": reason,
+                "channel": channel,
+            }
+            if channel == "store":
+                extra["dealer_code"] = f"DLR-{self.city.code}-{rng.randint(1, 60):03d}"
+            line.card += 1
+            self._add(day_index, minute, self._line_record(line, "sim_swapped", day, minute, **extra))
+
+    def _use(
+        self,
+        line: _Line,
+        mon: _Month,
+        first_day: int,
+        blocked: list[bool] | None,
+        usage: list[list[dict[str, Any]]],
+        totals: list[int],
+    ) -> None:
+        """Daily usage (日话单汇总) of one line; for prepaid lines also the balance, recharges and barring."""
+        rng = self.rng
+        rnd = rng.random
+        network = max(self.exposure + self.sim.market.trouble[self.city.code][mon.index], 0.0)
+        level = math.exp(self.engagement + rng.gauss(0, 0.08))
+        d_mean = line.data_mean * level * math.exp(-0.3 * network)
+        v_mean = line.voice_mean * level * math.exp(-0.15 * network)
+        s_mean = line.sms_mean * 2.0
+        days = mon.days
+        trip: set[int] = set()
+        if self.trip_rate and rnd() < self.trip_rate:
+            start = rng.randrange(len(days))
+            trip = set(range(start, min(start + rng.randint(2, 9), len(days))))
+        stray = 0.02 * network if self.city.border else 0.0
+        plan = line.plan
+        allowance, minutes = plan.data_mb, plan.minutes
+        prepaid = plan.prepaid
+        start_day = max(first_day, (line.activated - mon.first).days)
+        end_day = line.close_day if line.close_day is not None else len(days)
+        line.fee_days = max(end_day - start_day, 0)
+        fee = plan.fee_fen * line.fee_days // len(days)
+        if prepaid:
+            line.balance -= fee
+        data_used = voice_used = over_gb = data_over = voice_over = roaming_fen = 0
+        activity = line_days = 0
+        emit = self.sim.usage
+        ids = line.ids
+        cid, aid, sub, msisdn = ids["customer_id"], ids["account_id"], ids["subscription_id"], ids["msisdn"]
+        for i in range(start_day, end_day):
+            if prepaid and not self._prepaid_day(line, mon, i):
+                if line.closed:
+                    line.fee_days = i - start_day
+                    break
+                continue
+            if blocked is not None and blocked[i]:
+                continue
+            day = days[i]
+            data = int(d_mean * day.data_factor * (0.3 + 1.4 * rnd()))
+            voice = int(v_mean * day.voice_factor * (0.2 + 1.6 * rnd()))
+            sms = int(s_mean * rnd())
+            charged = 0
+            roaming = False
+            r_voice = r_data = 0
+            if i in trip:
+                roaming = True
+                r_voice, r_data = voice, data
+                charged = (ROAMING_DAY_FEN if data else 0) + voice * ROAMING_VOICE_FEN_PER_MINUTE
+                roaming_fen += charged
+            elif stray and rnd() < stray:
+                roaming = True
+                r_data = 1 + int(data * 0.3 * rnd())
+                data = max(data, r_data)
+                charged = ROAMING_DAY_FEN
+                roaming_fen += charged
+            data_used += data - r_data
+            if data_used > allowance:
+                gb = (data_used - allowance + GB - 1) // GB
+                if gb > over_gb:
+                    extra = (gb - over_gb) * DATA_FEN_PER_GB
+                    charged += extra
+                    data_over += extra
+                    over_gb = gb
+            voice_used += voice - r_voice
+            if voice_used > minutes:
+                extra = min(voice - r_voice, voice_used - minutes) * VOICE_FEN_PER_MINUTE
+                charged += extra
+                voice_over += extra
+            if prepaid:
+                line.balance -= charged
+            activity += data + 10 * voice
+            line_days += 1
+            if emit:
+                if roaming:
+                    summary = {
+                        "customer_id": cid,
+                        "account_id": aid,
+                        "subscription_id": sub,
+                        "msisdn": msisdn,
+                        "occurred_at": day.recorded_at,
+                        "usage_date": day.iso,
+                        "voice_minutes": voice,
+                        "sms_count": sms,
+                        "data_mb": data,
+                        "roaming": True,
+                        "roaming_voice_minutes": r_voice,
+                        "roaming_data_mb": r_data,
+                        "charged_fen": charged,
+                    }
+                else:
+                    summary = {
+                        "customer_id": cid,
+                        "account_id": aid,
+                        "subscription_id": sub,
+                        "msisdn": msisdn,
+                        "occurred_at": day.recorded_at,
+                        "usage_date": day.iso,
+                        "voice_minutes": voice,
+                        "sms_count": sms,
+                        "data_mb": data,
+                        "roaming": False,
+                        "charged_fen": charged,
+                    }
+                usage[i].append(
+                    {"event_id": f"SIM-USE-{sub}-{day.compact}", "event_type": "usage.recorded", "data": summary}
+                )
+        line.data_used = data_used
+        line.data_over_fen, line.voice_over_fen, line.roaming_fen = data_over, voice_over, roaming_fen
+        totals[0] += activity
+        totals[1] += line_days
+
+    def _prepaid_day(self, line: _Line, mon: _Month, i: int) -> bool:
+        """Start of a prepaid line's day: top up when low (if reliable), barred below zero, closed after 60 days
+        barred. Whether the line can be used today."""
+        rng = self.rng
+        day = mon.first + timedelta(days=i)
+        if line.barred_days >= 0:
+            if rng.random() < 0.1 + 0.4 * self.reliability:
+                minute = rng.randint(480, 1320)
+                self._recharge(line, i, day, minute, -line.balance + line.plan.fee_fen)
+                self._add(i, minute + 1, self._line_record(line, "resumed", day, minute + 1))
+                line.barred_days = -1
+                return True
+            line.barred_days += 1
+            if line.barred_days > PREPAID_CLOSE_AFTER_DAYS:
+                self._add(i, 600, self._line_record(line, "terminated", day, 600, reason="arrears"))
+                line.closed = True
+                line.close_day = i
+                self.truth.bad_debt = True
+                self._gone(mon, "arrears")
+            return False
+        if line.balance < RECHARGE_BELOW_FEN:
+            if rng.random() < self.reliability:
+                self._recharge(line, i, day, rng.randint(480, 1320), 0)
+            elif line.balance < 0:
+                self.trouble_now += 1
+                self._add(i, 130, self._line_record(line, "suspended", day, 130, reason="arrears"))
+                line.barred_days = 0
+                return False
+        return True
+
+    def _recharge(self, line: _Line, i: int, day: date, minute: int, at_least: int) -> None:
+        amount = max(self.rng.choice(RECHARGE_AMOUNTS), -(-at_least // 1000) * 1000)
+        line.balance += amount
+        channel = self.rng.choices(("wechat_pay", "alipay", "recharge_card", "app", "counter"), (40, 30, 10, 12, 8))[0]
+        record = self._account_record(
+            "payment.recharged",
+            day,
+            minute,
+            subscription_id=line.sub_id,
+            msisdn=line.ids["msisdn"],
+            recharge_id=f"RC{self.n:07d}{self.seq:05d}",
+            amount_fen=amount,
+            channel=channel,
+            balance_after_fen=line.balance,
+            recharged_at=_at(day, minute),
+        )
+        self._add(i, minute, record)
+
+    # -- month end --------------------------------------------------------------------------------------------------
+
+    def _close_month(self, mon: _Month, full_month: bool, totals: list[int]) -> None:
+        """Bill the month (issued on the next 1st) and keep what next month's drivers look back on."""
+        items: list[dict[str, Any]] = []
+        spend = 0
+        for line in self.lines:
+            if line.fee_days <= 0:
+                continue
+            fee = line.plan.fee_fen * line.fee_days // len(mon.days)
+            spend += fee + line.data_over_fen + line.voice_over_fen + line.roaming_fen
+            if line.plan.prepaid:
+                continue
+            items.append(
                 {
-                    **base,
-                    "occurred_at": _iso(at),
-                    "from_plan_code": code,
-                    "plan": {"code": new_code, "name": new_name, "monthly_fee_fen": new_fee},
-                },
+                    "subscription_id": line.sub_id,
+                    "code": "MONTHLY_FEE",
+                    "description": f"{line.plan.name}月租",
+                    "amount_fen": fee,
+                }
             )
-        elif roll < 0.35:
-            at += timedelta(days=rng.randint(30, 90))
-            yield _record(sub_id, "suspended", 1, {**base, "occurred_at": _iso(at), "reason": "arrears"})
-            if rng.random() < 0.5:
-                at += timedelta(days=rng.randint(2, 20))
-                yield _record(sub_id, "resumed", 2, {**base, "occurred_at": _iso(at)})
-        elif roll < 0.40:
-            at += timedelta(days=rng.randint(30, 200))
-            yield _record(
-                sub_id, "ported_out", 1, {**base, "occurred_at": _iso(at), "recipient_operator": rng.choice(OPERATORS)}
-            )
-        elif roll < 0.44:
-            at += timedelta(days=rng.randint(30, 200))
-            yield _record(sub_id, "terminated", 1, {**base, "occurred_at": _iso(at), "reason": "customer_request"})
+            if self.org and fee:
+                discount = -int(fee * ORG_DISCOUNT)
+                items.append(
+                    {
+                        "subscription_id": line.sub_id,
+                        "code": "DISCOUNT",
+                        "description": "集团优惠",
+                        "amount_fen": discount,
+                    }
+                )
+                spend += discount
+            for code, text, amount in (
+                ("DATA_OVERAGE", "套外流量费", line.data_over_fen),
+                ("VOICE_OVERAGE", "套外语音费", line.voice_over_fen),
+                ("ROAMING", "漫游费", line.roaming_fen),
+            ):
+                if amount:
+                    items.append(
+                        {"subscription_id": line.sub_id, "code": code, "description": text, "amount_fen": amount}
+                    )
+        if items:
+            self.pending_invoice = {"period": mon.period, "items": items}
+        allowance = sum(line.plan.data_mb * line.fee_days for line in self.lines) / len(mon.days)
+        used = sum(line.data_used for line in self.lines)
+        for line in self.lines:
+            line.fee_days = line.data_used = line.data_over_fen = line.voice_over_fen = line.roaming_fen = 0
+        if full_month:
+            if totals[1]:
+                self.activity.append(totals[0] / totals[1])
+                self.spend.append(spend)
+                self.data_ratio = used / allowance if allowance else 1.0
+            self.trouble.append(self.trouble_now)
+        if not self._open_lines() and not self.invoices and self.pending_invoice is None and not self.agenda:
+            self.done = True
 
 
-def _record(sub_id: str, kind: str, seq: int, data: dict[str, Any]) -> dict[str, Any]:
-    return {"event_id": f"SIM-{sub_id}-{seq}", "event_type": f"subscription.{kind}", "data": data}
+class Simulation:
+    """One run over a population: iterate it for the records; `truth` fills in as customers are simulated.
+
+    With `usage=False` the daily usage records are not built (everything else, and the truth, is the same):
+    what a quick look at churn needs.
+    """
+
+    def __init__(self, population: Population, *, usage: bool = True) -> None:
+        self.population = population
+        self.usage = usage
+        self.calendar = _calendar(population)
+        self.market = _Market(population.seed, population.months)
+        self.truth: dict[str, CustomerTruth] = {}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for n in range(1, self.population.customers + 1):
+            customer = _Customer(n, self)
+            self.truth[customer.cid] = customer.truth
+            for mon in self.calendar:
+                yield from customer.month(mon)
 
 
-def _iso(moment: datetime) -> str:
-    """The BOSS speaks local time with its offset."""
-    return moment.astimezone(SHANGHAI).isoformat()
+def records(population: Population) -> Iterator[dict[str, Any]]:
+    """Every customer's BOSS records, customer after customer, each customer's in time order."""
+    return iter(Simulation(population))
+
+
+def churn_truth(population: Population) -> dict[str, CustomerTruth]:
+    """Per customer id: the churn month and kind (or None), bad debt, and the drivers and hazard of every month."""
+    sim = Simulation(population, usage=False)
+    for _ in sim:
+        pass
+    return sim.truth
+
+
+# -- sending ----------------------------------------------------------------------------------------------------------
+
+MAX_BATCH = 5000
+BOSS_EVENTS = "/boss/v1/events"
+NDJSON = "application/x-ndjson"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A ready-to-send NDJSON push body. `follows`: its first customer goes on from the previous batch, so it must
+    not overtake that one."""
+
+    body: bytes
+    records: int
+    follows: bool = False
+
+
+def ndjson_batches(records: Iterable[dict[str, Any]], batch_size: int = MAX_BATCH) -> Iterator[Batch]:
+    """Serialise once, cut at customer boundaries: a customer's records share one batch unless they alone fill one
+    (then the next batch `follows`), so concurrent pushes never reorder a customer's events."""
+    dumps = orjson.dumps
+    lines: list[bytes] = []
+    follows = False
+    current = None
+    start = 0
+    for record in records:
+        customer = record["data"]["customer_id"]
+        if customer != current:
+            current, start = customer, len(lines)
+        lines.append(dumps(record))
+        if len(lines) >= batch_size:
+            if start:
+                yield Batch(b"\n".join(lines[:start]) + b"\n", start, follows)
+                lines, start, follows = lines[start:], 0, False
+            else:
+                yield Batch(b"\n".join(lines) + b"\n", len(lines), follows)
+                lines, follows = [], True
+    if lines:
+        yield Batch(b"\n".join(lines) + b"\n", len(lines), follows)
+
+
+class RateLimiter:
+    """A token bucket in events/s: tokens accrue at `rate` up to one second's worth, a batch takes its size and
+    may leave the bucket in debt, which the next taker waits out. The rate holds over seconds; a sender that fell
+    behind catches up by at most one second's worth."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self.tokens = 0.0
+        self.updated = clock()
+
+    async def take(self, n: int) -> None:
+        now = self.clock()
+        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate) - n
+        self.updated = now
+        if self.tokens < 0:
+            await self.sleep(-self.tokens / self.rate)
+
+
+@dataclass(frozen=True)
+class PushSummary:
+    sent: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    seconds: float
+    rate: float  # records sent per second
+
+
+class PushRefused(Exception):
+    """The receiver refused a batch as a whole (bad signature, bad body, still busy after retries)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class _Busy(Exception):
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"503, retry after {wait:g} s")
+        self.wait = wait
+
+
+def retry_after_seconds(value: str | None, *, default: float = 1.0, limit: float = 60.0) -> float:
+    """A Retry-After header in seconds, from delta-seconds or an HTTP date; `default` when absent or unreadable."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), limit)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        return default
+    return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), limit)
+
+
+def _wait(state: RetryCallState) -> float:
+    """503: as long as the receiver asked; a connection error: exponential backoff, 0.2 s doubling up to 5 s."""
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, _Busy):
+        return error.wait
+    return min(0.2 * 2 ** (state.attempt_number - 1), 5.0)
+
+
+async def _send(
+    client: httpx.AsyncClient, url: str, body: bytes, *, source: str, secret: str, gzip: bool, attempts: int
+) -> dict[str, Any]:
+    headers = {"Content-Type": NDJSON}
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=_wait,
+            retry=retry_if_exception_type((_Busy, httpx.TransportError)),
+            reraise=True,
+        ):
+            with attempt:
+                signed = {**headers, **signed_headers(source, secret, body)}  # signed afresh: the timestamp is checked
+                response = await client.post(url, content=body, headers=signed)
+                if response.status_code == 503:
+                    raise _Busy(retry_after_seconds(response.headers.get("Retry-After")))
+    except _Busy as busy:
+        raise PushRefused(503, f"still unavailable after {attempts} attempts") from busy
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code in (202, 422) and isinstance(answer, dict) and "accepted" in answer:
+        return answer
+    detail = answer.get("detail") if isinstance(answer, dict) else None
+    raise PushRefused(response.status_code, str(detail or response.text[:500]))
+
+
+class _EventsPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:,.0f} events/s", style="progress.data.speed")
+
+
+async def push(
+    url: str,
+    batches: Iterable[Batch],
+    *,
+    source: str = DEV_SOURCE,
+    secret: str = DEV_SECRET,
+    rate: float | None = None,
+    concurrency: int = 4,
+    gzip: bool = False,
+    progress: bool = True,
+    attempts: int = 10,
+) -> PushSummary:
+    """Send signed `POST {url}/boss/v1/events` pushes, `concurrency` at a time, holding `rate` events/s if given.
+
+    A 503 is retried after its Retry-After, a connection error with backoff; a batch that `follows` waits for
+    the one before it. Counts accepted/duplicate/rejected from the receipts; PushRefused if a batch is refused.
+    """
+    endpoint = url.rstrip("/") + BOSS_EVENTS
+    limiter = RateLimiter(rate) if rate else None
+    pending = iter(batches)
+    previous: asyncio.Event | None = None
+    totals = {"sent": 0, "accepted": 0, "duplicates": 0, "rejected": 0}
+    columns = (TextColumn("BOSS push"), BarColumn(), TextColumn("{task.completed:,.0f} events"), _EventsPerSecond())
+    started = time.monotonic()
+    with Progress(*columns, TimeElapsedColumn(), disable=not progress) as bar:
+        task = bar.add_task("push", total=None)
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+            async def worker() -> None:
+                nonlocal previous
+                for batch in pending:
+                    done, before = asyncio.Event(), previous
+                    previous = done
+                    try:
+                        if batch.follows and before is not None:
+                            await before.wait()
+                        if limiter:
+                            await limiter.take(batch.records)
+                        body = gzip_codec.compress(batch.body, 1) if gzip else batch.body
+                        receipt = await _send(
+                            client, endpoint, body, source=source, secret=secret, gzip=gzip, attempts=attempts
+                        )
+                    finally:
+                        done.set()
+                    totals["sent"] += batch.records
+                    for key in ("accepted", "duplicates", "rejected"):
+                        totals[key] += int(receipt[key])
+                    bar.advance(task, batch.records)
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(concurrency):
+                        group.create_task(worker())
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None
+    seconds = time.monotonic() - started
+    return PushSummary(**totals, seconds=seconds, rate=totals["sent"] / seconds if seconds else 0.0)
+
+
+def simulate(
+    url: Annotated[
+        str, typer.Option(help="Where to push: the gateway or the billing adapter")
+    ] = "http://127.0.0.1:8000",
+    customers: Annotated[int, typer.Option(min=1, help="How many customers")] = 1000,
+    months: Annotated[int, typer.Option(min=1, max=120, help="How many calendar months of events")] = 3,
+    seed: Annotated[int, typer.Option(help="Same seed, same records")] = 2026,
+    rate: Annotated[
+        float | None, typer.Option(min=1, help="Events per second to hold; as fast as taken if unset")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Records per push")] = MAX_BATCH,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Pushes in flight")] = 4,
+    source: Annotated[str, typer.Option(help="The BOSS source name (X-Boss-Source)")] = DEV_SOURCE,
+    secret: Annotated[
+        str, typer.Option(envvar="CRM_BOSS_SECRET", show_default=False, help="The source's signing secret")
+    ] = DEV_SECRET,
+    gzip: Annotated[bool, typer.Option(help="Send (or write) gzip-compressed")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write NDJSON to this file instead of pushing")] = None,
+) -> None:
+    """Generate the population's BOSS events and push them signed (or write them to a file)."""
+    batches = ndjson_batches(records(Population(customers=customers, seed=seed, months=months)), batch_size)
+    if out is not None:
+        count = 0
+        with gzip_codec.open(out, "wb") if gzip else out.open("wb") as f:
+            for batch in batches:
+                f.write(batch.body)
+                count += batch.records
+        typer.echo(f"{count:,} records written to {out}")
+        return
+    try:
+        summary = asyncio.run(
+            push(url, batches, source=source, secret=secret, rate=rate, concurrency=concurrency, gzip=gzip)
+        )
+    except PushRefused as refused:
+        typer.echo(f"push refused: {refused}", err=True)
+        raise typer.Exit(1) from refused
+    except httpx.TransportError as error:
+        typer.echo(f"cannot reach {url}: {error!r}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(
+        f"{summary.sent:,} records in {summary.seconds:.1f} s ({summary.rate:,.0f}/s): {summary.accepted:,} accepted, "
+        f"{summary.duplicates:,} duplicates, {summary.rejected:,} rejected"
+    )
+    if summary.rejected:
+        typer.echo("rejected records are in the adapter's quarantine (GET /boss/v1/quarantine)", err=True)
+        raise typer.Exit(1)

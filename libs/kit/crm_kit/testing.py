@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
@@ -26,6 +27,7 @@ from sqlalchemy.engine import make_url
 from crm_kit.auth import issue_token
 from crm_kit.broker import EmbeddedBroker, free_port
 from crm_kit.settings import AuthSettings, KafkaSettings
+from crm_kit.signing import DEV_SECRET, DEV_SOURCE, signed_push
 
 T = TypeVar("T")
 
@@ -154,3 +156,25 @@ def bearer(
     """An Authorization header with a token signed by the default (test) key."""
     token = issue_token(AuthSettings(), subject, roles=roles, scopes=scopes, **claims)
     return {"Authorization": f"Bearer {token}"}
+
+
+BOSS_EVENTS = "/boss/v1/events"
+
+
+async def boss_push(
+    client: httpx.AsyncClient,
+    records_or_body: list[Any] | bytes,
+    *,
+    source: str = DEV_SOURCE,
+    secret: str = DEV_SECRET,
+    content_type: str = "application/json",
+    gzip: bool = False,
+    now: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST a signed BOSS push (records, or a body as given) to `/boss/v1/events` of the adapter or the gateway,
+    by default as the dev source; `headers` add to or override (whatever their case) the built ones."""
+    body, built = signed_push(records_or_body, source, secret, content_type=content_type, gzip=gzip, now=now)
+    sent = httpx.Headers(built)
+    sent.update(headers or {})
+    return await client.post(BOSS_EVENTS, content=body, headers=sent)

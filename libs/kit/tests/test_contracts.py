@@ -9,7 +9,17 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from crm_kit.events import CloudEvent, Contracts, ContractViolation, load_contracts, parse_event, topic_of
+from crm_kit.events import (
+    CloudEvent,
+    Contracts,
+    ContractViolation,
+    event_json,
+    load_contracts,
+    new_event,
+    parse_event,
+    parse_rfc3339,
+    topic_of,
+)
 from crm_kit.settings import find_contracts_dir
 
 CONTRACTS = find_contracts_dir()
@@ -204,3 +214,15 @@ def test_a_pattern_ends_at_the_end_of_the_string_as_json_schema_means_it():
     for where, value in (("msisdn", data["msisdn"] + "\n"), ("customer_id", data["customer_id"] + "\n")):
         broken = {**data, where: value}
         assert [v.field for v in contracts.violations("billing.subscription.activated.v1", broken)] == [where]
+
+
+def test_event_json_writes_the_same_event_as_the_model():
+    data = json.loads((CONTRACTS / "examples" / "billing.usage.recorded.v1" / "domestic_day.json").read_text())
+    moment = parse_rfc3339(data["occurred_at"])
+    options = {"source": "/crm/billing-adapter/boss", "subject": data["customer_id"], "data": data, "time": moment}
+    made = json.loads(event_json("billing.usage.recorded.v1", event_id="e-1", **options))
+    modelled = json.loads(new_event("billing.usage.recorded.v1", event_id="e-1", **options).to_json())
+    assert made.keys() == modelled.keys()
+    assert parse_rfc3339(made.pop("time")) == parse_rfc3339(modelled.pop("time")) == moment
+    assert made == modelled
+    assert parse_event(json.dumps({**made, "time": moment.isoformat()}).encode()).data == data

@@ -212,7 +212,7 @@ async def test_staged_events_are_published_in_order_keyed_by_customer_and_applie
 
 
 async def test_a_large_backlog_goes_out_in_packed_batches_keeping_each_customers_order(bench: Bench):
-    """More than a record batch holds for one customer (about 3 MB at 1 MB a batch), in rounds of 5,000."""
+    """Many record batches for one customer (16 KiB each), in rounds of 5,000."""
     bench.relay(batch_size=5000)
     staged = [profile("C1" if n % 5 else "C2", name=f"客户{n:04d}" + "某" * 90) for n in range(6000)]
     for start in range(0, len(staged), 2000):

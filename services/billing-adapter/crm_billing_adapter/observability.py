@@ -16,3 +16,9 @@ BATCH_SECONDS = Histogram(
     ["channel"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+PUSH_REFUSED = Counter(
+    "crm_billing_adapter_push_refused_total",
+    "Pushes refused as a whole before they were read, by reason (missing_source, unknown_source, missing_header, "
+    "bad_timestamp, stale_timestamp, bad_signature, backlog_full); the BOSS keeps what it sent",
+    ["reason"],
+)

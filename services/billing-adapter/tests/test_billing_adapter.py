@@ -24,7 +24,7 @@ from crm_billing_adapter.app import create_app
 from crm_billing_adapter.settings import Settings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.settings import KafkaSettings, find_contracts_dir
-from crm_kit.testing import eventually, read_topic, serve
+from crm_kit.testing import bearer, boss_push, eventually, read_topic, serve
 
 TOPIC = "billing.subscription"
 EVENTS = "/boss/v1/events"
@@ -70,10 +70,8 @@ class Adapter:
     async def push(
         self, records: list[Any] | None = None, *, content: bytes | None = None, **headers: str
     ) -> httpx.Response:
-        if content is None:
-            content = json.dumps({"records": records}, ensure_ascii=False).encode()
-        headers.setdefault("content-type", "application/json")
-        return await self.http.post(EVENTS, content=content, headers=headers)
+        """A push signed with the dev source's secret over the bytes sent; `headers` add to it (content-type, …)."""
+        return await boss_push(self.http, content if content is not None else records or [], headers=headers)
 
     async def quarantined(self, qid: str) -> dict[str, Any]:
         r = await self.http.get(f"{QUARANTINE}/{qid}")
@@ -98,7 +96,9 @@ async def start(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[st
             **overrides,
         )
         app = create_app(settings)
-        async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        # As an administrator: the quarantine routes need a billing-ops role; pushes are signed instead.
+        admin = bearer("admin-0001", roles=("admin",))
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30, headers=admin) as http:
 
             async def ready() -> bool:
                 r = await http.get("/health/ready")

@@ -29,6 +29,7 @@ SUBSCRIPTION_EVENTS = [
     "billing.subscription.resumed.v1",
     "billing.subscription.terminated.v1",
     "billing.subscription.ported_out.v1",
+    lines.SIM_SWAPPED,
 ]
 
 

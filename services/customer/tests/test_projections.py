@@ -136,7 +136,10 @@ async def test_out_of_order_events_never_overwrite_newer_state(service, boss):
         boss.produced(RESPONDED, "accepted", **contact, response="clicked", occurred_at="2026-11-25T11:00:00+08:00"),
     )
 
-    page = await service.view360(cid, lambda v: len(v["timeline"]) == 10, timeline_limit=10)
+    # The page's reads are not one snapshot on SQLite: wait for the last event's metrics too, not only its row.
+    page = await service.view360(
+        cid, lambda v: len(v["timeline"]) == 10 and v["tickets"]["last_csat"] is not None, timeline_limit=10
+    )
     assert page["tickets"]["open_count"] == 0
     assert page["tickets"]["last_csat"] == 2  # the newest survey, not the last delivered
     [t701], _ = await listing(service, cid, "tickets")

@@ -1,5 +1,5 @@
 """The adapter's routes, one module per concern."""
 
-from crm_billing_adapter.api import push, quarantine
+from crm_billing_adapter.api import imports, push, quarantine
 
-routers = [push.router, quarantine.router]
+routers = [push.router, quarantine.router, imports.router]

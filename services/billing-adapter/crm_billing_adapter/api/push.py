@@ -1,17 +1,27 @@
 """The BOSS push route (POST /boss/v1/events). Thin: read, call the domain, shape the answer."""
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import APIRouter, FastAPI, Header, Request, Response
 
-from crm_billing_adapter.domain import ingest, reading
-from crm_billing_adapter.schemas.push import BatchReceipt, BossBatch, RecordOutcome
+from crm_billing_adapter.domain import admission, ingest, reading
+from crm_billing_adapter.schemas.push import BatchReceipt, BossBatch
 from crm_billing_adapter.settings import Settings
 from crm_kit.errors import InvalidInput, MalformedBody, PayloadTooLarge, problem
 from crm_kit.service import DbSession, RuntimeDep
 
-router = APIRouter(prefix="/boss/v1", tags=["BOSS feed"])
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs inside the service's own lifespan, once the runtime (and its settings) is there."""
+    admission.warn_of_dev_secret(app.state.runtime.settings)
+    yield
+
+
+router = APIRouter(prefix="/boss/v1", tags=["BOSS feed"], lifespan=_lifespan)
 
 PUSH_BODY = {
     "requestBody": {
@@ -24,13 +34,14 @@ PUSH_BODY = {
 }
 
 
-def _receipt(result: reading.BatchResult) -> BatchReceipt:
-    return BatchReceipt(
-        accepted=result.count("accepted"),
-        duplicates=result.count("duplicate"),
-        rejected=result.count("rejected"),
-        results=[RecordOutcome(**vars(o)) for o in result.outcomes],
-    )
+def _receipt(result: reading.BatchResult) -> dict[str, Any]:
+    """A `BatchReceipt` as plain data: thousands of outcomes a push, each already exactly a `RecordOutcome`."""
+    return {
+        "accepted": result.count("accepted"),
+        "duplicates": result.count("duplicate"),
+        "rejected": result.count("rejected"),
+        "results": [vars(o) for o in result.outcomes],
+    }
 
 
 @router.post(
@@ -38,10 +49,14 @@ def _receipt(result: reading.BatchResult) -> BatchReceipt:
     summary="Push a batch of BOSS events",
     description='Up to 5,000 records as JSON (`{"records": [...]}`) or NDJSON, optionally gzip. Each record is '
     "accepted, a duplicate of one accepted before, or rejected and quarantined. 202 when none was rejected; "
-    "422 problem+json listing every outcome when some were (the others are still accepted).",
+    "422 problem+json listing every outcome when some were (the others are still accepted).\n\n"
+    "Every push is signed (接口签名): `X-Boss-Signature: sha256=<hex>`, the HMAC-SHA256 with the source's secret "
+    'of `"<X-Boss-Timestamp>." + body`, the body exactly as sent (the gzip bytes when gzip). A push without a '
+    "valid signature from a known source within the replay window is refused whole with 401 and not kept. When "
+    "too many events wait for the broker, a push is refused whole with 503 and `Retry-After`.",
     status_code=202,
     response_model=BatchReceipt,
-    responses={400: {}, 413: {}, 415: {}, 422: {}},
+    responses={400: {}, 401: {}, 413: {}, 415: {}, 422: {}, 503: {}},
     openapi_extra=PUSH_BODY,
 )
 async def push_events(
@@ -50,12 +65,19 @@ async def push_events(
     rt: RuntimeDep,
     content_type: Annotated[str, Header()] = "application/json",
     content_encoding: Annotated[str | None, Header()] = None,
-    x_boss_source: Annotated[str | None, Header(pattern=r"^[a-z0-9-]{1,64}$")] = None,
-) -> JSONResponse:
+    x_boss_source: Annotated[str | None, Header(description="The BOSS source (计费源) the push comes from")] = None,
+    x_boss_timestamp: Annotated[
+        str | None, Header(description="When the push was signed, Unix seconds; within ±5 minutes by default")
+    ] = None,
+    x_boss_signature: Annotated[
+        str | None, Header(description='"sha256=" + hex HMAC-SHA256 of "<timestamp>." + the body as sent')
+    ] = None,
+) -> Response:
     settings: Settings = rt.settings  # type: ignore[assignment]
-    source = x_boss_source or settings.source_name
-    reading.media_type(content_type)  # 415 before reading anything
     body = await request.body()
+    # Who sent it, before a byte of it is inflated or parsed.
+    source = admission.authenticate(settings, x_boss_source, x_boss_timestamp, x_boss_signature, body)
+    reading.media_type(content_type)
     try:
         body = reading.decompress(body, content_encoding, settings.max_decompressed_bytes)
         records = reading.parse_records(body, content_type)
@@ -71,17 +93,18 @@ async def push_events(
             f"Batch of {len(records)} records exceeds the limit of {settings.max_batch_records}; split it",
             field="records",
         )
+    await admission.ensure_room(session, settings, len(records))
     result = await ingest.ingest(session, rt.contracts, ingest.Origin(source), records)
     receipt = _receipt(result)
-    if receipt.rejected:
-        first = next(o for o in receipt.results if o.status == "rejected")
+    if receipt["rejected"]:
+        first = next(o for o in result.outcomes if o.status == "rejected")
         return problem(
             422,
             "records-rejected",
             "Some records were rejected",
-            f"{receipt.rejected} of {len(records)} records rejected and quarantined; first: {first.reason}",
+            f"{receipt['rejected']} of {len(records)} records rejected and quarantined; first: {first.reason}",
             request.url.path,
             field=first.field,
-            **receipt.model_dump(mode="json"),
+            **receipt,
         )
-    return JSONResponse(receipt.model_dump(mode="json"), status_code=202)
+    return Response(orjson.dumps(receipt), status_code=202, media_type="application/json")

@@ -27,7 +27,7 @@ from crm_billing_adapter.models import IngestedRecord, QuarantinedRecord
 from crm_billing_adapter.observability import BATCH_SECONDS, RECORDS
 from crm_kit.db import insert_ignoring_duplicates, utcnow
 from crm_kit.events import Contracts
-from crm_kit.outbox import stage
+from crm_kit.outbox import stage_prepared
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ async def ingest(
         first = first_in_batch[c.boss_event_id]
         first_digest = first.digest if outcomes[first.index].status != "rejected" else ""
         outcomes[c.index] = _repeat(c, first_digest, records[c.index], keep)
-    await stage(session, contracts, events, data_validated=True)
+    await stage_prepared(session, contracts, events)
     await session.flush()
     result.outcomes = [outcomes[i] for i in range(len(records))]
     tally = Counter((_kind(kinds.get(o.index)), o.status) for o in result.outcomes)

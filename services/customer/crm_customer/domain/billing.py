@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_customer.domain.lines import ensure_account, ensure_customer
+from crm_customer.domain.lines import SIM_SWAPPED, ensure_account, ensure_customer
 from crm_customer.domain.timeline import add_to_timeline
 from crm_customer.models import (
     AccountStanding,
@@ -57,7 +57,16 @@ SUBSCRIPTION_SUMMARY = {
     "billing.subscription.resumed.v1": "resumed (复机)",
     "billing.subscription.terminated.v1": "terminated (销户)",
     "billing.subscription.ported_out.v1": "ported out (携号转出)",
+    SIM_SWAPPED: "SIM swapped (换卡)",
 }
+SIM_SWAP_REASON_TERMS = {
+    "lost": "挂失补卡",
+    "damaged": "损坏换卡",
+    "upgrade_5g": "4G换5G卡",
+    "esim_conversion": "转eSIM",
+    "other": "其他",
+}
+SIM_SWAP_CHANNEL_TERMS = {"store": "营业厅", "online": "网上营业厅/App", "hotline": "客服热线"}
 
 COLLECTION_STATUS_TERMS = {
     "normal": "正常",
@@ -72,6 +81,8 @@ COLLECTION_STATUS_TERMS = {
 def billing_summary_line(event_type: str, data: dict[str, Any]) -> str:
     """A short English summary of a billing event for the timeline, with the Chinese term where it helps."""
     line = mask_msisdn(data.get("msisdn"))
+    if event_type == SIM_SWAPPED:
+        return _sim_swap_summary(line, data)
     if event_type in SUBSCRIPTION_SUMMARY:
         text = f"Line {line} {SUBSCRIPTION_SUMMARY[event_type]}"
         if "plan" in data:
@@ -120,6 +131,22 @@ def billing_summary_line(event_type: str, data: dict[str, Any]) -> str:
         )
         return text + (", roaming (漫游)" if data["roaming"] else "")
     return event_type
+
+
+def _sim_swap_summary(line: str, data: dict[str, Any]) -> str:
+    """A SIM swap says why and where, and warns: taking over a number by a swap is the usual first step of a
+    fraudulent port-out (携号转网), so the agent checks the holder before porting the number out."""
+    reason, channel = data["reason"], data["channel"]
+    text = (
+        f"Line {line} {SUBSCRIPTION_SUMMARY[SIM_SWAPPED]}: reason {reason} ({SIM_SWAP_REASON_TERMS[reason]}), "
+        f"channel {channel} ({SIM_SWAP_CHANNEL_TERMS[channel]})"
+    )
+    if data.get("dealer_code"):
+        text += f" at {data['dealer_code']}"
+    return (
+        f"{text}, new SIM ending {data['new_iccid'][-4:]}; a SIM swap often precedes a fraudulent port-out "
+        "(携号转网): verify the holder before porting out"
+    )
 
 
 ARPU_MONTHS = 3

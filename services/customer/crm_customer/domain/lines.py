@@ -26,6 +26,8 @@ LINE_STATUS_AFTER = {
     "billing.subscription.ported_out.v1": "ported_out",
 }
 ENDED = ("terminated", "ported_out")
+SIM_SWAPPED = "billing.subscription.sim_swapped.v1"
+"""补换卡: the number moved to a new SIM. The line records it as its latest event and keeps its state and plan."""
 MERGE_HOPS = 8
 """How many merges a late event follows (A merged into B, B into C, ...) before it lands where it stops."""
 

@@ -1,0 +1,164 @@
+"""The BOSS feed at full speed: simulator → gateway → billing-adapter → Kafka, beside a bare aiokafka producer.
+
+Each side runs as it is deployed, in its own process under uvicorn (the adapter with one worker: on SQLite
+a second relay would re-send what the first is sending), on the embedded broker. The simulator's records
+are made before the clock starts and pushed, signed, as 5,000-record NDJSON batches by a few concurrent
+pushers; the rate counts an event only once it is in Kafka (the end offsets of the billing topics). The bare
+producer sends the same number of the same events, keyed by customer, to the same broker in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from crm_kit import simulator
+from crm_kit.broker import EmbeddedBroker, ensure_topics, free_port
+from crm_kit.events import load_contracts
+from crm_kit.settings import find_contracts_dir
+from crm_kit.signing import DEV_SECRET, DEV_SOURCE
+
+PUSHERS = 4
+
+
+def _serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", f"{module}:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
+        ],
+        env=env,
+    )
+
+
+async def _up(url: str, timeout: float = 60) -> None:
+    """`url` answers 200 (`/health/ready` of the adapter; the gateway's `/health/live`: its readiness asks the
+    customer service too, which this feed does not need)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.3)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def _unpublished(database: Path) -> int:
+    """Events the adapter has accepted but not yet had acknowledged by Kafka (acks=all): its outbox backlog."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+
+async def _records_in(bootstrap: str, topics: list[str], expect: int, timeout: float = 120) -> int:
+    """Every record in the topics, read back (the embedded broker's end offsets undercount large batches)."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    seen = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while seen < expect and time.monotonic() < deadline:
+            got = await consumer.getmany(timeout_ms=1000, max_records=10000)
+            seen += sum(len(records) for records in got.values())
+        return seen
+    finally:
+        await consumer.stop()
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The process's high-water resident memory (VmHWM), read while it still runs."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _bare_producer(bootstrap: str, events: list[tuple[str, bytes, bytes]]) -> float:
+    """What aiokafka does on its own: one `send()` per event, keyed, acks=all, then wait for every ack."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(events), 5000):
+            sent = [await producer.send(topic, value, key=key) for topic, key, value in events[start : start + 5000]]
+            await asyncio.gather(*sent)
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def measure(folder: Path, records: int) -> dict[str, str]:
+    results: dict[str, str] = {}
+    # About 11 records a customer a month (daily usage of each line, invoices, payments, ...).
+    population = simulator.Population(customers=max(records // 60, 100), months=2, seed=7)
+    batches: list[simulator.Batch] = []
+    total = 0
+    for batch in simulator.ndjson_batches(simulator.records(population)):
+        if total >= records:
+            break
+        batches.append(batch)
+        total += batch.records
+    sample = []
+    for batch in batches:
+        for line in batch.body.splitlines():
+            record = orjson.loads(line)
+            topic = "billing." + record["event_type"].split(".")[0]
+            sample.append((topic, record["data"]["customer_id"].encode(), line))
+
+    contracts = load_contracts(find_contracts_dir())
+    topics = sorted(t for t in contracts.topics if t.startswith("billing."))
+    with EmbeddedBroker() as broker:
+        await ensure_topics(broker.bootstrap, contracts)
+        adapter_port, gateway_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "CRM_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "CRM_LOG_LEVEL": "WARNING",
+            "CRM_BILLING_ADAPTER_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'boss-bench-adapter.db'}",
+            "CRM_BILLING_ADAPTER_IMPORT_WORKER": "false",
+            "CRM_GATEWAY_BILLING_ADAPTER_URL": f"http://127.0.0.1:{adapter_port}",
+        }
+        adapter = _serve("crm_billing_adapter.app", adapter_port, env)
+        gateway = _serve("crm_gateway.app", gateway_port, env)
+        try:
+            gateway_url = f"http://127.0.0.1:{gateway_port}"
+            await _up(f"http://127.0.0.1:{adapter_port}/health/ready")
+            await _up(f"{gateway_url}/health/live")
+            database = folder / "boss-bench-adapter.db"
+            started = time.perf_counter()
+            summary = await simulator.push(
+                gateway_url, batches, source=DEV_SOURCE, secret=DEV_SECRET, concurrency=PUSHERS, progress=False
+            )
+            accepted_at = time.perf_counter() - started
+            while _unpublished(database) > 0:
+                await asyncio.sleep(0.05)
+            published_at = time.perf_counter() - started
+            rss = _peak_rss_mib(adapter.pid)
+        finally:
+            for process in (gateway, adapter):
+                process.terminate()
+                process.wait(30)
+        in_kafka = await _records_in(broker.bootstrap, topics, summary.accepted)
+        bare = await _bare_producer(broker.bootstrap, sample)
+    rate = summary.accepted / published_at
+    results[f"BOSS feed: simulator → gateway → adapter → Kafka ({total:,} records, {len(batches)} NDJSON batches)"] = (
+        f"{rate:,.0f} events/s into Kafka ({published_at:.1f} s; all accepted by the API after {accepted_at:.1f} s; "
+        f"{summary.accepted:,} accepted, {summary.duplicates:,} duplicates, {summary.rejected:,} rejected; "
+        f"{in_kafka:,} read back from Kafka)"
+    )
+    results["Bare aiokafka producer, same events, same broker, same run"] = (
+        f"{bare:,.0f} events/s (adapter path at {rate / bare:.0%} of it)"
+    )
+    results["billing-adapter peak RSS during the feed"] = f"{rss:,.0f} MiB"
+    return results
