@@ -21,7 +21,9 @@ def occurred_at(data: dict[str, Any]) -> datetime:
     return parse_rfc3339(data["occurred_at"])
 
 
-def billing_event(source: str, event_type: str, data: dict[str, Any], event_id: str) -> PreparedEvent:
+def billing_event(
+    source: str, event_type: str, data: dict[str, Any], event_id: str, occurred: datetime
+) -> PreparedEvent:
     """The record's billing.* CloudEvent, written as outbox-ready JSON directly (the feed's hot path: thousands a
     second, their data already checked against the contract)."""
     payload = event_json(
@@ -30,6 +32,6 @@ def billing_event(source: str, event_type: str, data: dict[str, Any], event_id: 
         subject=data["customer_id"],
         data=data,
         event_id=event_id,
-        time=occurred_at(data),
+        time=occurred,
     )
     return PreparedEvent(event_type, data["customer_id"], event_id, payload)

@@ -112,7 +112,7 @@ async def ingest(
     for c in checked:
         if c.boss_event_id in fresh:
             outcomes[c.index] = Outcome(c.index, "accepted", c.boss_event_id)
-            events.append(billing_event(source, c.event_type, c.data, event_ids[c.boss_event_id]))
+            events.append(billing_event(source, c.event_type, c.data, event_ids[c.boss_event_id], c.occurred_at))
         else:
             outcomes[c.index] = _repeat(c, known.get(c.boss_event_id, ""), records[c.index], keep)
     for c in repeats:

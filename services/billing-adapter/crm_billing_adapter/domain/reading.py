@@ -11,6 +11,7 @@ import re
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ class Checked:
     event_type: str
     data: dict[str, Any]
     digest: str
+    occurred_at: datetime
 
 
 @dataclass
@@ -299,8 +301,8 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
             index, "data is required and must be an object", f"{at}.data", json_text(value), boss_id, event_type
         )
     data = {**data, "boss_event_id": boss_id}
-    canonical = _dump({"event_type": kind, "data": data}, sort_keys=True, ensure_ascii=False)
-    if not _is_text(canonical):
+    canonical = _canonical(kind, data)
+    if canonical is None:
         return Rejected(
             index,
             "data holds a string that is not valid Unicode text (an unpaired surrogate)",
@@ -322,9 +324,22 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
             event_type,
         )
     try:
-        occurred_at(data)
+        occurred = occurred_at(data)
     except (KeyError, TypeError, ValueError) as exc:
         return Rejected(
             index, f"data.occurred_at: {exc}", f"{at}.data.occurred_at", json_text(value), boss_id, event_type
         )
-    return Checked(index, boss_id, event_type, data, hashlib.sha256(canonical.encode()).hexdigest())
+    return Checked(index, boss_id, event_type, data, hashlib.sha256(canonical).hexdigest(), occurred)
+
+
+def _canonical(kind: str, data: dict[str, Any]) -> bytes | None:
+    """The record's content as JSON with sorted keys, what its digest is taken of (the same content, the same
+    bytes); None when a string in it is not Unicode text (an unpaired surrogate, which orjson refuses)."""
+    record = {"event_type": kind, "data": data}
+    if is_integral(data):
+        try:
+            return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            return None
+    text = _dump(record, sort_keys=True, ensure_ascii=False)
+    return text.encode() if _is_text(text) else None
