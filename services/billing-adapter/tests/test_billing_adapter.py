@@ -219,6 +219,29 @@ async def test_a_valid_batch_of_every_kind_is_accepted_and_published_as_cloudeve
         assert [p.event["data"]["boss_event_id"] for p in mine] == [f"{prefix}-{i}" for i in range(1, n + 1)]
 
 
+async def test_one_record_of_every_billing_kind_in_the_contracts_is_published_on_its_topic(adapter: Adapter):
+    """Subscriptions, usage, invoices, payments, recharges, accounts: whatever `contracts/` defines for the BOSS."""
+    kinds = sorted(p.name.removeprefix("billing.").removesuffix(".v1") for p in EXAMPLES.glob("billing.*"))
+    assert {k.split(".")[0] for k in kinds} == {"subscription", "usage", "invoice", "payment", "account"}
+    batch = []
+    for n, kind in enumerate(kinds):
+        example = EXAMPLES / f"billing.{kind}.v1"
+        data = json.loads(sorted(example.glob("*.json"))[0].read_text(encoding="utf-8"))
+        batch.append({"event_id": f"BOSS-KIND-{n}", "event_type": kind, "data": data})
+
+    r = await adapter.push(batch)
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == len(kinds)
+
+    for entity in {k.split(".")[0] for k in kinds}:
+        mine = [rec for rec in batch if rec["event_type"].startswith(f"{entity}.")]
+        found = await read_topic(adapter.bootstrap, f"billing.{entity}", expect=len(mine))
+        events = [json.loads(f.value) for f in found]
+        assert sorted(e["type"] for e in events) == sorted(f"billing.{rec['event_type']}.v1" for rec in mine)
+        for f, event in zip(found, events, strict=True):
+            assert f.key.decode() == event["subject"] == event["data"]["customer_id"]
+
+
 async def test_event_ids_are_deterministic_so_a_replay_on_a_fresh_database_carries_the_same_ids(
     start: Start, database_url: Callable[[str], Awaitable[str]]
 ):
