@@ -1042,36 +1042,22 @@ class _Customer:
             activity += data + 10 * voice
             line_days += 1
             if emit:
+                summary = {
+                    "customer_id": cid,
+                    "account_id": aid,
+                    "subscription_id": sub,
+                    "msisdn": msisdn,
+                    "occurred_at": day.recorded_at,
+                    "usage_date": day.iso,
+                    "voice_minutes": voice,
+                    "sms_count": sms,
+                    "data_mb": data,
+                    "roaming": roaming,
+                }
                 if roaming:
-                    summary = {
-                        "customer_id": cid,
-                        "account_id": aid,
-                        "subscription_id": sub,
-                        "msisdn": msisdn,
-                        "occurred_at": day.recorded_at,
-                        "usage_date": day.iso,
-                        "voice_minutes": voice,
-                        "sms_count": sms,
-                        "data_mb": data,
-                        "roaming": True,
-                        "roaming_voice_minutes": r_voice,
-                        "roaming_data_mb": r_data,
-                        "charged_fen": charged,
-                    }
-                else:
-                    summary = {
-                        "customer_id": cid,
-                        "account_id": aid,
-                        "subscription_id": sub,
-                        "msisdn": msisdn,
-                        "occurred_at": day.recorded_at,
-                        "usage_date": day.iso,
-                        "voice_minutes": voice,
-                        "sms_count": sms,
-                        "data_mb": data,
-                        "roaming": False,
-                        "charged_fen": charged,
-                    }
+                    summary["roaming_voice_minutes"] = r_voice
+                    summary["roaming_data_mb"] = r_data
+                summary["charged_fen"] = charged
                 usage[i].append(
                     {"event_id": f"SIM-USE-{sub}-{day.compact}", "event_type": "usage.recorded", "data": summary}
                 )
