@@ -224,23 +224,29 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were sent."""
         producer = await self.bus.producer()
-        async with self.db.sessions.begin() as session:
-            query = (
-                select(
-                    outbox_table.c.seq, outbox_table.c.aggregatetype, outbox_table.c.aggregateid, outbox_table.c.payload
-                )
-                .where(outbox_table.c.sent_at.is_(None))
-                .order_by(outbox_table.c.seq)
-                .limit(self.batch_size)
-            )
-            if self.db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = (await session.execute(query)).all()
+        query = (
+            select(outbox_table.c.seq, outbox_table.c.aggregatetype, outbox_table.c.aggregateid, outbox_table.c.payload)
+            .where(outbox_table.c.sent_at.is_(None))
+            .order_by(outbox_table.c.seq)
+            .limit(self.batch_size)
+        )
+        if self.db.dialect == "postgresql":
+            # Rows claimed for the whole round, so relay replicas share the work without sending a row twice.
+            async with self.db.sessions.begin() as session:
+                rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
+                if rows:
+                    await _publish(producer, rows, self.metrics)
+                    await session.execute(_mark_sent(rows))
+        else:
+            # SQLite: read, publish, then mark in a transaction of its own. Marking inside the reading
+            # transaction would make SQLite refuse the write (its snapshot is stale once a writer committed
+            # meanwhile) and the whole round be sent again.
+            async with self.db.sessions() as session:
+                rows = (await session.execute(query)).all()
             if rows:
                 await _publish(producer, rows, self.metrics)
-                await session.execute(
-                    update(outbox_table).where(outbox_table.c.seq.in_([r.seq for r in rows])).values(sent_at=utcnow())
-                )
+                async with self.db.sessions.begin() as session:
+                    await session.execute(_mark_sent(rows))
         await self._observe_backlog()
         return len(rows)
 
@@ -265,6 +271,10 @@ class OutboxRelay:
             if oldest.tzinfo is None:
                 oldest = oldest.replace(tzinfo=utcnow().tzinfo)
             self.metrics.outbox_oldest_age.set((utcnow() - oldest).total_seconds())
+
+
+def _mark_sent(rows: Sequence[Any]) -> Any:
+    return update(outbox_table).where(outbox_table.c.seq.in_([r.seq for r in rows])).values(sent_at=utcnow())
 
 
 PARTITIONER = DefaultPartitioner()

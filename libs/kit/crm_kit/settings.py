@@ -68,7 +68,7 @@ class ServiceSettings(AppSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     contracts_dir: Path = Field(default_factory=find_contracts_dir)
-    outbox_batch_size: int = 500
+    outbox_batch_size: int = 5000
     outbox_poll_seconds: float = 0.5
     consumer_max_attempts: int = 5
     consumer_backoff_seconds: float = 0.2

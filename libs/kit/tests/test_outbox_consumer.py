@@ -230,6 +230,23 @@ async def test_a_large_backlog_goes_out_in_packed_batches_keeping_each_customers
     assert metric("outbox_published_total", topic=TOPIC) >= len(staged)
 
 
+async def test_writers_committing_while_the_relay_publishes_never_make_it_send_a_row_twice(bench: Bench):
+    """On SQLite a relay marking rows in the transaction it read them in is refused once a writer has committed
+    in between, and would send the round again; every event must reach the topic once."""
+    bench.relay(batch_size=50, poll_seconds=0.01)
+    staged: list[CloudEvent] = []
+    for round_ in range(40):
+        events = [profile(f"C{round_}-{n}") for n in range(25)]
+        await bench.stage(*events)
+        staged.extend(events)
+        await asyncio.sleep(0.005)
+    await eventually(lambda: _none_pending(bench), timeout=60)
+
+    records = await read_topic(bench.bootstrap, TOPIC, expect=len(staged) + 1, timeout=3)
+    ids = [json.loads(r.value)["id"] for r in records]
+    assert sorted(ids) == sorted(e.id for e in staged), "each event once, none twice"
+
+
 async def _none_pending(bench: Bench) -> bool:
     return not await bench.pending()
 
