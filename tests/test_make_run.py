@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from crm_kit.broker import free_port, port_open
 from crm_kit.signing import DEV_SECRET, DEV_SOURCE, signed_push
@@ -67,7 +68,10 @@ def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_
 
 
 def _lag(metrics: str) -> float:
-    """Records the customer service has still to apply, summed over its partitions (Prometheus text format)."""
+    """Records the customer service has still to apply, summed over its partitions."""
     return sum(
-        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("crm_customer_consumer_lag{")
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "crm_customer_consumer_lag"
+        for sample in family.samples
     )
