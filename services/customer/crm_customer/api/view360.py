@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
 
 from crm_customer.api.access import ExistingCustomer, Reader, check_visible
 from crm_customer.api.billing import amount, timeline_out
 from crm_customer.domain import billing, projections
-from crm_customer.models import CampaignContactView, CustomerMetrics, RiskScore, TicketView
+from crm_customer.domain.view360 import load_view
+from crm_customer.models import CampaignContactView, RiskScore, TicketView
 from crm_customer.schemas.billing import Amount, MonthSpendOut, UsageSummaryOut
 from crm_customer.schemas.view360 import (
     AccountOut,
@@ -30,14 +30,12 @@ from crm_customer.schemas.view360 import (
 )
 from crm_kit.db import utcnow
 from crm_kit.errors import NotFound
-from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai, yuan
+from crm_kit.presentation import JSONResponse, mask_id_card, mask_msisdn, shanghai, yuan
 from crm_kit.service import DbSession
 
 router = APIRouter(prefix="/api/v1/customers", tags=["360 view"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {404: {}, 422: {}}
 PII_FIELDS = "msisdn,id_card_no"
-OPEN_TICKETS_SHOWN = 20
-CONTACTS_SHOWN = 10
 TOP_REASONS = 3
 
 
@@ -106,24 +104,13 @@ async def get_view360(
     timeline_limit: Annotated[int, Query(ge=1, le=100, description="Timeline rows on the page")] = 20,
 ) -> JSONResponse:
     """Profile, accounts, lines, tiers, segments, billing, usage, tickets, risk, campaign contacts and the
-    latest interactions; every read is by customer id on an index, no count over the population."""
-    profile = await projections.load_profile(session, customer_id)
-    if profile is None:
+    latest interactions, read in one statement; every part is by customer id on an index."""
+    view = await load_view(session, customer_id, billing.shanghai_today(), timeline_limit)
+    if view is None:
         raise NotFound(f"No customer {customer_id}", field="customer_id")
-    customer = profile.customer
+    customer, metrics, bill, usage = view.customer, view.metrics, view.billing, view.usage
     check_visible(access.principal, customer)
     reveal = access.reveal_pii
-
-    metrics = await session.get(CustomerMetrics, customer_id)
-    segments = await projections.rule_segments(session, customer_id)
-    bill = await billing.billing_summary(session, customer_id)
-    usage = await billing.usage_summary(session, customer_id, billing.shanghai_today())
-    open_count, open_tickets = await projections.tickets(
-        session, customer_id, open_only=True, offset=0, limit=OPEN_TICKETS_SHOWN
-    )
-    scores = await projections.risk_scores(session, customer_id)
-    _, contacts = await projections.campaign_contacts(session, customer_id, offset=0, limit=CONTACTS_SHOWN)
-    entries, more = await projections.recent_timeline(session, customer_id, timeline_limit)
     await access.audit(session, [customer_id], PII_FIELDS)
 
     page = View360Out(
@@ -142,7 +129,7 @@ async def get_view360(
         ),
         accounts=[
             AccountOut(id=a.id, name=a.name, account_type=a.account_type, parent_id=a.parent_id, status=a.status)
-            for a in profile.accounts
+            for a in view.accounts
         ],
         lines=[
             LineOut(
@@ -157,14 +144,14 @@ async def get_view360(
                 activated_at=shanghai(line.activated_at),
                 contract_end=line.contract_end.isoformat() if line.contract_end else None,
             )
-            for line in profile.lines
+            for line in view.lines
         ],
         tiers=TiersOut(
             value_tier=metrics.value_tier if metrics else None,
             activity_tier=metrics.activity_tier if metrics else None,
             lifecycle_stage=metrics.lifecycle_stage if metrics else None,
         ),
-        segments=[SegmentRefOut(id=s.id, name=s.name) for s in segments],
+        segments=[SegmentRefOut(id=s.id, name=s.name) for s in view.segments],
         billing=BillingOut(
             arpu=amount(bill.arpu_fen),
             spend_trend=[
@@ -190,14 +177,14 @@ async def get_view360(
             active_lines=usage.lines,
         ),
         tickets=TicketsOut(
-            open_count=open_count,
-            open=[ticket_out(t) for t in open_tickets],
+            open_count=view.open_tickets,
+            open=[ticket_out(t) for t in view.tickets],
             last_csat=metrics.last_csat if metrics else None,
         ),
-        risk=RiskOut(churn=risk_out(scores.get("churn")), bad_debt=risk_out(scores.get("bad_debt"))),
-        campaign_contacts=[contact_out(c) for c in contacts],
-        timeline=[timeline_out(e) for e in entries],
-        timeline_next_offset=timeline_limit if more else None,
+        risk=RiskOut(churn=risk_out(view.scores.get("churn")), bad_debt=risk_out(view.scores.get("bad_debt"))),
+        campaign_contacts=[contact_out(c) for c in view.contacts],
+        timeline=[timeline_out(e) for e in view.timeline],
+        timeline_next_offset=timeline_limit if view.more_timeline else None,
     )
     return JSONResponse(page.model_dump(mode="json"), headers=access.headers)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, case, distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.domain.lines import SIM_SWAPPED, ensure_account, ensure_customer
@@ -417,27 +418,41 @@ def invoice_standing(
     return InvoiceStanding(invoice_id, on_time, outstanding)
 
 
+def invoices_of(customer_id: Any) -> Select[tuple[Invoice]]:
+    return select(Invoice).where(Invoice.customer_id == customer_id)
+
+
+def overdues_of(customer_id: Any) -> Select[tuple[InvoiceOverdue]]:
+    return select(InvoiceOverdue).where(InvoiceOverdue.customer_id == customer_id)
+
+
+def payments_of(customer_id: Any) -> Select[tuple[BillingPayment]]:
+    return select(BillingPayment).where(BillingPayment.customer_id == customer_id)
+
+
+def standings_of(customer_id: Any) -> Select[tuple[AccountStanding]]:
+    return select(AccountStanding).where(AccountStanding.customer_id == customer_id)
+
+
 async def billing_summary(session: AsyncSession, customer_id: str) -> BillingSummary:
-    invoices = list(await session.scalars(select(Invoice).where(Invoice.customer_id == customer_id)))
-    overdues = {
-        o.invoice_id: o
-        for o in await session.scalars(select(InvoiceOverdue).where(InvoiceOverdue.customer_id == customer_id))
-    }
-    payments = list(
-        await session.scalars(
-            select(BillingPayment)
-            .where(BillingPayment.customer_id == customer_id)
-            .order_by(BillingPayment.at, BillingPayment.id)
-        )
-    )
-    accounts = list(
-        await session.scalars(
-            select(AccountStanding)
-            .where(AccountStanding.customer_id == customer_id)
-            .order_by(AccountStanding.account_id)
-        )
+    return summarize_billing(
+        list(await session.scalars(invoices_of(customer_id))),
+        list(await session.scalars(overdues_of(customer_id))),
+        list(await session.scalars(payments_of(customer_id))),
+        list(await session.scalars(standings_of(customer_id))),
     )
 
+
+def summarize_billing(
+    invoices: list[Invoice],
+    overdue_statements: list[InvoiceOverdue],
+    payments: list[BillingPayment],
+    accounts: list[AccountStanding],
+) -> BillingSummary:
+    """ARPU, spend trend and payment behaviour from the customer's bills, overdue statements and payments."""
+    overdues = {o.invoice_id: o for o in overdue_statements}
+    payments = sorted(payments, key=lambda p: (p.at, p.id))
+    accounts = sorted(accounts, key=lambda a: a.account_id)
     by_period: dict[str, MonthSpend] = {}
     for invoice in invoices:
         month = by_period.setdefault(invoice.billing_period, MonthSpend(invoice.billing_period, 0, 0))
@@ -492,33 +507,41 @@ def shanghai_today(now: datetime | None = None) -> date:
     return (now or utcnow()).astimezone(SHANGHAI).date()
 
 
-async def usage_summary(session: AsyncSession, customer_id: str, as_of: date) -> Activity:
-    """The 30 days ending `as_of` (inclusive): totals, days with any use, days roaming, lines that used any."""
-    first = as_of - timedelta(days=ACTIVITY_DAYS - 1)
-    days = list(
-        await session.scalars(
-            select(UsageDay).where(
-                UsageDay.customer_id == customer_id, UsageDay.usage_date >= first, UsageDay.usage_date <= as_of
+def activity_window(as_of: date) -> tuple[date, date]:
+    """The 30 days ending `as_of`, inclusive."""
+    return as_of - timedelta(days=ACTIVITY_DAYS - 1), as_of
+
+
+def usage_totals(customer_id: Any, first_day: Any, last_day: Any) -> Select[Any]:
+    """One row: use between the two days (inclusive), all lines together: totals, days with any use, days
+    roaming, lines that used any. The arguments are values or bound parameters."""
+    used = or_(UsageDay.voice_minutes > 0, UsageDay.sms_count > 0, UsageDay.data_mb > 0)
+    return select(
+        *(
+            func.coalesce(func.sum(column), 0).label(column.key)
+            for column in (
+                UsageDay.voice_minutes,
+                UsageDay.sms_count,
+                UsageDay.data_mb,
+                UsageDay.roaming_voice_minutes,
+                UsageDay.roaming_data_mb,
             )
-        )
-    )
-    activity = Activity(first, as_of)
-    active: set[date] = set()
-    roaming: set[date] = set()
-    lines: set[str] = set()
-    for day in days:
-        activity.voice_minutes += day.voice_minutes
-        activity.sms_count += day.sms_count
-        activity.data_mb += day.data_mb
-        activity.roaming_voice_minutes += day.roaming_voice_minutes
-        activity.roaming_data_mb += day.roaming_data_mb
-        if day.voice_minutes or day.sms_count or day.data_mb:
-            active.add(day.usage_date)
-            lines.add(day.subscription_id)
-        if day.roaming:
-            roaming.add(day.usage_date)
-    activity.days_active, activity.roaming_days, activity.lines = len(active), len(roaming), len(lines)
-    return activity
+        ),
+        func.count(distinct(case((used, UsageDay.usage_date)))).label("days_active"),
+        func.count(distinct(case((UsageDay.roaming, UsageDay.usage_date)))).label("roaming_days"),
+        func.count(distinct(case((used, UsageDay.subscription_id)))).label("lines"),
+    ).where(UsageDay.customer_id == customer_id, UsageDay.usage_date >= first_day, UsageDay.usage_date <= last_day)
+
+
+def activity(totals: Mapping[str, Any], as_of: date) -> Activity:
+    """The `usage_totals` row of the window ending `as_of` as an `Activity`."""
+    first_day, last_day = activity_window(as_of)
+    return Activity(first_day=first_day, last_day=last_day, **totals)
+
+
+async def usage_summary(session: AsyncSession, customer_id: str, as_of: date) -> Activity:
+    totals = (await session.execute(usage_totals(customer_id, *activity_window(as_of)))).one()
+    return activity(totals._mapping, as_of)
 
 
 COLLECTION_SEVERITY = ("normal", "reminded", "soft_suspended", "hard_suspended", "with_agency", "written_off")

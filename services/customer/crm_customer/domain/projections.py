@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.domain.lines import ensure_customer
 from crm_customer.domain.timeline import add_to_timeline
 from crm_customer.models import (
-    BillingAccount,
     CampaignContactView,
     Customer,
     CustomerMetrics,
@@ -319,65 +318,50 @@ _KINDS = {"ticketing": "ticket", "churn": "score", "campaign": "campaign"}
 # --- reading: what the 360 view and the lists show ------------------------------------------------------------------
 
 
-@dataclass
-class Profile:
-    customer: Customer
-    lines: list[Subscription]
-    accounts: list[BillingAccount]
+def line_order(line: Subscription) -> tuple[Any, ...]:
+    """Oldest line first, lines not yet activated last."""
+    return (line.activated_at is None, line.activated_at or NO_STATE_YET, line.id)
 
 
-async def load_profile(session: AsyncSession, customer_id: str) -> Profile | None:
-    """The customer with their lines (one statement, so status and lines agree) and their billing accounts."""
-    rows = (
-        await session.execute(
-            select(Customer, Subscription)
-            .outerjoin(Subscription, Subscription.customer_id == Customer.id)
-            .where(Customer.id == customer_id)
-            .order_by(Subscription.activated_at.asc().nulls_last(), Subscription.id)
-        )
-    ).all()
-    if not rows:
-        return None
-    accounts = await session.scalars(
-        select(BillingAccount).where(BillingAccount.customer_id == customer_id).order_by(BillingAccount.id)
-    )
-    return Profile(rows[0][0], [line for _, line in rows if line is not None], list(accounts))
-
-
-async def rule_segments(session: AsyncSession, customer_id: str) -> list[Segment]:
-    """The active rule segments (客户群) the customer is a member of, by name."""
-    found = await session.scalars(
+def rule_segments_of(customer_id: Any) -> Select[tuple[Segment]]:
+    """The active rule segments (客户群) the customer is a member of."""
+    return (
         select(Segment)
         .join(SegmentMember, SegmentMember.segment_id == Segment.id)
         .where(SegmentMember.customer_id == customer_id, Segment.kind == "rule", Segment.status == "active")
-        .order_by(Segment.name)
     )
-    return list(found)
 
 
-def _newest_ticket_first() -> tuple[Any, ...]:
+def newest_ticket_first() -> tuple[Any, ...]:
     return (func.coalesce(TicketView.opened_at, TicketView.last_event_at).desc(), TicketView.ticket_id.desc())
+
+
+def ticket_order(ticket: TicketView) -> tuple[Any, ...]:
+    """`newest_ticket_first`, ascending, for rows already read."""
+    return (ticket.opened_at or ticket.last_event_at, ticket.ticket_id)
+
+
+def tickets_of(customer_id: Any, *, open_only: bool) -> Select[tuple[TicketView]]:
+    query = select(TicketView).where(TicketView.customer_id == customer_id)
+    # The states as SQL text, not an expanding parameter: the 360 view's statement is compiled once and run
+    # as it is, with no per-execution rewrite of an IN list.
+    open_states = TicketView.state.in_([literal_column(f"'{state}'") for state in OPEN_STATES])
+    return query.where(open_states) if open_only else query
 
 
 async def tickets(
     session: AsyncSession, customer_id: str, *, open_only: bool, offset: int, limit: int
 ) -> tuple[int, list[TicketView]]:
     """(total, page) of the customer's tickets, newest first; the total comes with the page (one statement)."""
-    where = [TicketView.customer_id == customer_id]
-    if open_only:
-        where.append(TicketView.state.in_(OPEN_STATES))
+    query = tickets_of(customer_id, open_only=open_only)
     rows = (
         await session.execute(
-            select(TicketView, func.count().over())
-            .where(*where)
-            .order_by(*_newest_ticket_first())
-            .offset(offset)
-            .limit(limit)
+            query.add_columns(func.count().over()).order_by(*newest_ticket_first()).offset(offset).limit(limit)
         )
     ).all()
     if rows or offset == 0:
         return (rows[0][1] if rows else 0), [ticket for ticket, _ in rows]
-    total = await session.scalar(select(func.count()).select_from(TicketView).where(*where))
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
     return total or 0, []
 
 
@@ -387,34 +371,39 @@ async def risk_scores(session: AsyncSession, customer_id: str) -> dict[str, Risk
     return {score.model_kind: score for score in found}
 
 
+def contacts_of(customer_id: Any) -> Select[tuple[CampaignContactView]]:
+    """The campaign contacts with the customer, newest first."""
+    return (
+        select(CampaignContactView)
+        .where(CampaignContactView.customer_id == customer_id)
+        .order_by(CampaignContactView.contacted_at.desc(), CampaignContactView.contact_id.desc())
+    )
+
+
+def contact_order(contact: CampaignContactView) -> tuple[Any, ...]:
+    return (contact.contacted_at, contact.contact_id)
+
+
 async def campaign_contacts(
     session: AsyncSession, customer_id: str, *, offset: int, limit: int
 ) -> tuple[int, list[CampaignContactView]]:
     """(total, page) of the campaign contacts with the customer, newest first."""
-    where = CampaignContactView.customer_id == customer_id
-    rows = (
-        await session.execute(
-            select(CampaignContactView, func.count().over())
-            .where(where)
-            .order_by(CampaignContactView.contacted_at.desc(), CampaignContactView.contact_id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-    ).all()
+    query = contacts_of(customer_id)
+    rows = (await session.execute(query.add_columns(func.count().over()).offset(offset).limit(limit))).all()
     if rows or offset == 0:
         return (rows[0][1] if rows else 0), [contact for contact, _ in rows]
-    total = await session.scalar(select(func.count()).select_from(CampaignContactView).where(where))
+    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     return total or 0, []
 
 
-async def recent_timeline(session: AsyncSession, customer_id: str, limit: int) -> tuple[list[TimelineEntry], bool]:
-    """The newest `limit` timeline rows and whether there are more, without counting them all."""
-    found = list(
-        await session.scalars(
-            select(TimelineEntry)
-            .where(TimelineEntry.customer_id == customer_id)
-            .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.seq.desc())
-            .limit(limit + 1)
-        )
+def timeline_of(customer_id: Any) -> Select[tuple[TimelineEntry]]:
+    """The customer's interactions, newest first."""
+    return (
+        select(TimelineEntry)
+        .where(TimelineEntry.customer_id == customer_id)
+        .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.seq.desc())
     )
-    return found[:limit], len(found) > limit
+
+
+def timeline_order(entry: TimelineEntry) -> tuple[Any, ...]:
+    return (entry.occurred_at, entry.seq)
