@@ -8,8 +8,10 @@ proves the identity and says what the token grants.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 
 import jwt
@@ -78,14 +80,29 @@ def issue_token(
 
 
 def verify_token(settings: AuthSettings, token: str) -> Principal:
+    principal, expires = _verified(
+        token, settings.jwt_secret, settings.jwt_algorithm, settings.audience, settings.issuer, settings.leeway_seconds
+    )
+    if time.time() > expires + settings.leeway_seconds:
+        raise Unauthenticated("The access token has expired")
+    return principal
+
+
+@lru_cache(maxsize=8192)
+def _verified(
+    token: str, secret: str, algorithm: str, audience: str, issuer: str, leeway: int
+) -> tuple[Principal, float]:
+    """The token's principal and expiry, checked once per token: a console sends the same token with every call
+    for its whole life, and checking the signature again costs more than a cached read (only good tokens are
+    kept; the expiry is checked again on every use)."""
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret,
-            algorithms=[settings.jwt_algorithm],
-            audience=settings.audience,
-            issuer=settings.issuer,
-            leeway=settings.leeway_seconds,
+            secret,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
             options={"require": ["exp", "iat", "sub", "iss", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
@@ -96,16 +113,17 @@ def verify_token(settings: AuthSettings, token: str) -> Principal:
     scope = claims.get("scope", "")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles) or not isinstance(scope, str):
         raise Unauthenticated("The access token's roles or scope are malformed")
-    return Principal(
+    principal = Principal(
         subject=str(claims["sub"]),
         roles=frozenset(roles) & ROLES,
         scopes=frozenset(scope.split()),
         name=claims.get("name"),
         partner_id=claims.get("partner_id"),
     )
+    return principal, float(claims["exp"])
 
 
-def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """The caller, from `Authorization: Bearer <jwt>`; 401 problem+json when absent or not valid."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
