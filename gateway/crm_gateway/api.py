@@ -7,12 +7,13 @@ import asyncio
 import httpx
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from crm_gateway.domain import RouteTable, forwardable
 from crm_kit.errors import NotFound, UpstreamTimeout, UpstreamUnavailable, problem
 from crm_kit.observability import ROUTE_LABEL
+from crm_kit.presentation import JSONResponse
 from crm_kit.service import REQUEST_ID_HEADER, metrics_endpoint
 
 router = APIRouter()

@@ -10,6 +10,7 @@ from crm_gateway.api import router
 from crm_gateway.domain import BOSS_FILES, RouteTable
 from crm_gateway.settings import Settings
 from crm_kit.observability import configure_logging, service_metrics
+from crm_kit.presentation import JSONResponse
 from crm_kit.service import instrument
 
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Telecom CRM gateway",
         version="1.0.0",
         lifespan=lifespan,
+        default_response_class=JSONResponse,
         description="One origin for the CRM's services: BOSS feed, TMF629 customers, and more.",
     )
     app.state.routes = RouteTable.from_settings(settings)

@@ -95,13 +95,18 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, query_timeout_seconds: float = 10.0) -> AsyncEngine:
-    """An engine with the pragmas/timeouts this system relies on."""
+def make_engine(url: str, *, query_timeout_seconds: float = 10.0, pool_size: int = 32) -> AsyncEngine:
+    """An engine with the pragmas/timeouts this system relies on, keeping `pool_size` connections open."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # No rollback when a connection goes back to the pool: SQLAlchemy has already ended the connection's
+        # transaction (committed, or rolled back on close), and on aiosqlite the extra rollback is one more hop to
+        # the connection's thread on every request.
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_reset_on_return=None, connect_args={"timeout": 30}
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -116,8 +121,8 @@ def make_engine(url: str, *, query_timeout_seconds: float = 10.0) -> AsyncEngine
     timeout_ms = int(query_timeout_seconds * 1000)
     return create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=0,  # the server's connections are shared by every replica: past the pool, wait
         pool_pre_ping=True,
         pool_timeout=query_timeout_seconds,
         connect_args={"server_settings": {"statement_timeout": str(timeout_ms)}, "timeout": query_timeout_seconds},
@@ -127,9 +132,9 @@ def make_engine(url: str, *, query_timeout_seconds: float = 10.0) -> AsyncEngine
 class Database:
     """One engine and its session factory. The caller of `transaction()` owns the commit."""
 
-    def __init__(self, url: str, *, query_timeout_seconds: float = 10.0) -> None:
+    def __init__(self, url: str, *, query_timeout_seconds: float = 10.0, pool_size: int = 32) -> None:
         self.url = url
-        self.engine = make_engine(url, query_timeout_seconds=query_timeout_seconds)
+        self.engine = make_engine(url, query_timeout_seconds=query_timeout_seconds, pool_size=pool_size)
         # A Session class of its own, so event listeners (the outbox nudge) stay with this database.
         self.session_class: type[Session] = type("CrmSession", (Session,), {})
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=self.session_class)

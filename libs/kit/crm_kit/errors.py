@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crm_kit.presentation import JSONResponse
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "urn:telecom-crm:problem:"

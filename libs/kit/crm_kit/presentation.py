@@ -1,8 +1,12 @@
-"""How personal data and times are shown: masked numbers (PIPL), Asia/Shanghai times."""
+"""How answers are shown: masked numbers (PIPL), Asia/Shanghai times, JSON bodies."""
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import orjson
+from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -33,3 +37,11 @@ def shanghai(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         raise ValueError("naive datetime; the CRM shows only timezone-aware times")
     return moment.astimezone(SHANGHAI).isoformat()
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """A JSON body written by orjson: a 360 view renders several times faster than with `json.dumps`, and every
+    service answers with it (it is each app's default response class)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)

@@ -74,3 +74,9 @@ class ServiceSettings(AppSettings):
     consumer_backoff_seconds: float = 0.2
     consumer_batch_size: int = 500
     query_timeout_seconds: float = 10.0
+    db_pool_size: int = Field(
+        32,
+        ge=1,
+        description="connections each process keeps open; past it, a request's connection is opened for it and closed "
+        "after, which costs more than the request on a busy service",
+    )

@@ -15,7 +15,7 @@ from crm_kit.auth import Caller, Principal
 BILLING_OPS = ("billing_ops", "admin")
 
 
-def billing_ops(principal: Caller) -> Principal:
+async def billing_ops(principal: Caller) -> Principal:
     principal.require_role(*BILLING_OPS)
     return principal
 

@@ -6,7 +6,6 @@ Billing operations staff (计费运维) and administrators only: the raw text ho
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from crm_billing_adapter.api.access import BillingOps, billing_ops
@@ -25,6 +24,7 @@ from crm_billing_adapter.schemas.quarantine import (
     ReplayRequest,
 )
 from crm_kit.errors import UnsupportedMediaType, problem
+from crm_kit.presentation import JSONResponse
 from crm_kit.service import DbSession, RuntimeDep
 
 router = APIRouter(

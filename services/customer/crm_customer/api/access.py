@@ -98,7 +98,7 @@ class Access:
         await session.flush()
 
 
-def reader(
+async def reader(
     principal: Caller,
     request: Request,
     response: Response,
@@ -116,12 +116,12 @@ def reader(
     return Access(principal, reason, f"{request.method} {request.url.path}", response)
 
 
-def writer(principal: Caller) -> Principal:
+async def writer(principal: Caller) -> Principal:
     principal.require_role(*WRITERS)
     return principal
 
 
-def privacy_officer(principal: Caller) -> Principal:
+async def privacy_officer(principal: Caller) -> Principal:
     """Exports, erasures and merges: a supervisor or an administrator (the DPO's delegates)."""
     principal.require_role(*PRIVACY_OFFICERS)
     return principal

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +20,7 @@ from crm_customer.schemas.accounts import (
 )
 from crm_kit.auth import Principal
 from crm_kit.errors import InvalidInput, NotFound
-from crm_kit.presentation import mask_msisdn, shanghai
+from crm_kit.presentation import JSONResponse, mask_msisdn, shanghai
 from crm_kit.service import DbSession
 
 ACCOUNTS = "/api/v1/accounts"

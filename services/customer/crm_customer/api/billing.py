@@ -6,7 +6,6 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from crm_customer.api.access import ExistingCustomer
 from crm_customer.api.consents import CONSENTS_BASE, PROBLEMS
@@ -27,7 +26,7 @@ from crm_customer.schemas.billing import (
     TimelineKind,
     UsageSummaryOut,
 )
-from crm_kit.presentation import shanghai, yuan
+from crm_kit.presentation import JSONResponse, shanghai, yuan
 from crm_kit.service import DbSession
 
 billing_router = APIRouter(prefix=CONSENTS_BASE, tags=["Billing and timeline"])

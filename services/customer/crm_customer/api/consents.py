@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from crm_customer import events
 from crm_customer.api.access import CustomerForUpdate, ExistingCustomer, Writer
@@ -26,7 +25,7 @@ from crm_customer.schemas.consents import (
 )
 from crm_kit.db import utcnow
 from crm_kit.outbox import stage
-from crm_kit.presentation import shanghai
+from crm_kit.presentation import JSONResponse, shanghai
 from crm_kit.service import DbSession, RuntimeDep
 
 CONSENTS_BASE = "/api/v1/customers/{customer_id}"

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,7 +44,7 @@ from crm_customer.schemas.customers import (
 from crm_kit.auth import Principal
 from crm_kit.errors import InvalidInput, NotFound
 from crm_kit.outbox import stage
-from crm_kit.presentation import mask_id_card, mask_msisdn, shanghai, yuan
+from crm_kit.presentation import JSONResponse, mask_id_card, mask_msisdn, shanghai, yuan
 from crm_kit.service import DbSession, RuntimeDep
 
 BASE = "/tmf-api/customerManagement/v4"
@@ -159,7 +158,7 @@ def customer_resource(view: CustomerView, *, reveal: bool = False) -> dict[str, 
     return resource.model_dump(mode="json", by_alias=True)
 
 
-def parse_fields(
+async def parse_fields(
     fields: Annotated[str | None, Query(description="Comma-separated attributes to return")] = None,
 ) -> set[str] | None:
     if not fields:
@@ -266,7 +265,7 @@ async def retrieve_customer(
 SORTS = {"id": Customer.id, "name": Customer.name_key, "createdAt": Customer.created_at, "status": Customer.status}
 
 
-def parse_sort(
+async def parse_sort(
     sort: Annotated[
         str | None,
         Query(max_length=100, description="Comma-separated keys among id, name, createdAt, status; `-` descending"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from crm_customer import events
@@ -28,7 +27,7 @@ from crm_customer.schemas.key_accounts import (
 from crm_kit.auth import Caller, Principal
 from crm_kit.errors import Forbidden, InvalidInput, NotFound
 from crm_kit.outbox import stage
-from crm_kit.presentation import shanghai
+from crm_kit.presentation import JSONResponse, shanghai
 from crm_kit.service import DbSession, RuntimeDep
 
 router = APIRouter(prefix="/api/v1/key-accounts", tags=["Key accounts"])
@@ -36,7 +35,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {401: {}, 403: {}, 404: {}, 409: {},
 DECIDERS = ("supervisor", "admin")
 
 
-def decider(principal: Caller) -> Principal:
+async def decider(principal: Caller) -> Principal:
     """Who is a key account, and whose, is decided by a supervisor or an administrator."""
     principal.require_role(*DECIDERS)
     return principal

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from sqlalchemy import select
 
@@ -20,7 +19,7 @@ from crm_customer.schemas.privacy import ErasureIn, ErasureOut, ExportOut, Merge
 from crm_kit.db import utcnow
 from crm_kit.errors import NotFound
 from crm_kit.outbox import stage
-from crm_kit.presentation import shanghai
+from crm_kit.presentation import JSONResponse, shanghai
 from crm_kit.service import DbSession, RuntimeDep
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["Privacy"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse
 
 from crm_customer import events
 from crm_customer.api.access import Reader, visible
@@ -36,7 +35,7 @@ from crm_kit.db import utcnow
 from crm_kit.errors import Conflict
 from crm_kit.events import CloudEvent
 from crm_kit.outbox import stage, stage_many
-from crm_kit.presentation import shanghai, yuan
+from crm_kit.presentation import JSONResponse, shanghai, yuan
 from crm_kit.service import DbSession, RuntimeDep
 
 BASE = "/api/v1/segments"
@@ -53,12 +52,12 @@ EVALUATION = (
 PROBLEMS: dict[int | str, dict[str, Any]] = {403: {}, 404: {}, 422: {}}
 
 
-def segment_writer(principal: Caller) -> Principal:
+async def segment_writer(principal: Caller) -> Principal:
     principal.require_role(*SEGMENT_WRITERS)
     return principal
 
 
-def tier_operator(principal: Caller) -> Principal:
+async def tier_operator(principal: Caller) -> Principal:
     principal.require_role(*TIER_OPERATORS)
     return principal
 
