@@ -9,6 +9,7 @@ three months of bills, metrics and tiers, a churn score, timeline entries, some 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -50,8 +51,8 @@ PLANS = [("4G-58", 5800), ("5G-129", 12900), ("5G-199", 19900), ("5G-299", 29900
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
 CHUNK = 20_000
-SEARCH_REQUESTS = 1_000
-VIEW_REQUESTS = 1_500
+SEARCH_REQUESTS = 2_000
+VIEW_REQUESTS = 5_000
 VIEW_CLIENTS = 32
 SEARCH_CLIENTS = 8
 PROJECTION_EVENTS = 20_000
@@ -314,14 +315,17 @@ Request = tuple[str, dict[str, Any]]
 """A GET: its path and query."""
 
 
-async def timed_load(client: aiohttp.ClientSession, requests: list[Request], clients: int) -> tuple[list[float], float]:
-    """Run `requests` with `clients` concurrent callers; latencies of each and the total seconds. aiohttp rather
-    than httpx: the load generator shares the two cores with the service, and httpx spends several times the
-    CPU per request that aiohttp does."""
+async def timed_load(
+    replicas: list[aiohttp.ClientSession], requests: list[Request], clients: int
+) -> tuple[list[float], float]:
+    """Run `requests` with `clients` concurrent callers, spread over the replicas as a Kubernetes Service spreads
+    connections; latencies of each and the total seconds. aiohttp rather than httpx: the load generator shares
+    the two cores with the service, and httpx spends several times the CPU per request that aiohttp does."""
     queue = iter(requests)
     latencies: list[float] = []
 
-    async def caller() -> None:
+    async def caller(k: int) -> None:
+        client = replicas[k % len(replicas)]
         for path, params in queue:
             t0 = time.perf_counter()
             async with client.get(path, params=params) as r:
@@ -330,7 +334,7 @@ async def timed_load(client: aiohttp.ClientSession, requests: list[Request], cli
             assert r.status == 200, body[:300]
 
     started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(clients)))
+    await asyncio.gather(*(caller(k) for k in range(clients)))
     return latencies, time.perf_counter() - started
 
 
@@ -405,14 +409,14 @@ class Results(dict[str, str]):
         super().__setitem__(key, value)
 
 
-async def warm_up(client: aiohttp.ClientSession, customers: int, database_file: Path | None) -> None:
+async def warm_up(replicas: list[aiohttp.ClientSession], customers: int, database_file: Path | None) -> None:
     """What a service that has been running has: the database's pages in the OS cache (the bulk load leaves them
     on disk), its connection pool filled, its statements compiled. None of this is measured."""
     if database_file is not None:
         await asyncio.to_thread(_read_through, database_file)
     rng = random.Random(5)
     views: list[Request] = [(f"/api/v1/customers/C{rng.randrange(customers):08d}/view360", {}) for _ in range(500)]
-    await timed_load(client, views + list(search_requests(customers, rng))[:500], VIEW_CLIENTS)
+    await timed_load(replicas, views + list(search_requests(customers, rng))[:500], VIEW_CLIENTS)
 
 
 def _read_through(path: Path) -> None:
@@ -421,17 +425,20 @@ def _read_through(path: Path) -> None:
             pass
 
 
-def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """The customer service in its own processes, as deployed: one uvicorn worker per core (each with its own
-    consumer in the group and its own outbox relay, as replicas would run)."""
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "crm_customer.app:create_app", "--factory"),
-            *("--workers", str(WORKERS)),
-            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
-        ],
-        env=env,
-    )
+def start_replicas(env: dict[str, str], ports: list[int]) -> list[subprocess.Popen[bytes]]:
+    """The customer service as deployed: one process per core, each a replica on its own port with its own
+    consumers in the group and its own outbox relay. Not `uvicorn --workers`: its workers share one listening
+    socket, the kernel hands most connections to one of them, and one core idles while the other queues."""
+    return [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "crm_customer.app:create_app", "--factory"),
+                *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"),
+            ],
+            env=env,
+        )
+        for port in ports
+    ]
 
 
 async def measure(folder: Path, customers: int, postgres: str | None = None) -> dict[str, str]:
@@ -454,7 +461,7 @@ async def _measure(
 ) -> dict[str, str]:
     results = Results(label)
     results[f"Bulk load of {customers:,} customers ({rows:,} rows)"] = f"{rows / seconds:,.0f} rows/s ({seconds:.0f} s)"
-    port = free_port()
+    ports = [free_port() for _ in range(WORKERS)]
     with EmbeddedBroker() as broker:
         env = {
             **os.environ,
@@ -462,34 +469,42 @@ async def _measure(
             "CRM_CUSTOMER_DATABASE_URL": database_url,
             "CRM_LOG_LEVEL": "WARNING",
         }
-        server = start_service(env, port)
+        servers = start_replicas(env, ports)
         try:
-            async with aiohttp.ClientSession(
-                base_url=f"http://127.0.0.1:{port}",
-                timeout=aiohttp.ClientTimeout(total=60),
-                headers=bearer("bench-analyst", roles=("agent", "marketer")),
-                connector=aiohttp.TCPConnector(limit=64),
-            ) as client:
-                while True:
-                    try:
-                        async with client.get("/health/ready") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    await asyncio.sleep(0.5)
-                await warm_up(client, customers, database_file)
+            async with contextlib.AsyncExitStack() as stack:
+                replicas = [
+                    await stack.enter_async_context(
+                        aiohttp.ClientSession(
+                            base_url=f"http://127.0.0.1:{port}",
+                            timeout=aiohttp.ClientTimeout(total=60),
+                            headers=bearer("bench-analyst", roles=("agent", "marketer"), ttl=timedelta(hours=4)),
+                            connector=aiohttp.TCPConnector(limit=64),
+                        )
+                    )
+                    for port in ports
+                ]
+                for client in replicas:
+                    while True:
+                        try:
+                            async with client.get("/health/ready") as r:
+                                if r.status == 200:
+                                    break
+                        except aiohttp.ClientConnectionError:
+                            pass
+                        await asyncio.sleep(0.5)
+                client = replicas[0]
+                await warm_up(replicas, customers, database_file)
                 rng = random.Random(11)
                 for clients in (1, SEARCH_CLIENTS):
                     searches = list(search_requests(customers, rng))
-                    latencies, took = await timed_load(client, searches, clients)
+                    latencies, took = await timed_load(replicas, searches, clients)
                     results[f"Search (phone/name/account, exact and prefix), {clients} client(s)"] = (
                         f"{quantiles(latencies)} ({len(latencies)} requests, {len(latencies) / took:,.0f}/s)"
                     )
                 for clients in (1, VIEW_CLIENTS):
                     picked = [rng.randrange(customers) for _ in range(VIEW_REQUESTS)]
                     views: list[Request] = [(f"/api/v1/customers/C{n:08d}/view360", {}) for n in picked]
-                    latencies, took = await timed_load(client, views, clients)
+                    latencies, took = await timed_load(replicas, views, clients)
                     results[f"360° view, {clients} client(s)"] = (
                         f"{quantiles(latencies)} ({len(latencies)} requests, {len(latencies) / took:,.0f}/s)"
                     )
@@ -516,6 +531,8 @@ async def _measure(
                     f"{events / took:,.0f} events/s ({events:,} events in {took:.1f} s)"
                 )
         finally:
-            server.terminate()
-            server.wait(30)
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(30)
     return results

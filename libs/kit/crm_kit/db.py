@@ -123,7 +123,9 @@ def make_engine(url: str, *, query_timeout_seconds: float = 10.0, pool_size: int
         url,
         pool_size=pool_size,
         max_overflow=0,  # the server's connections are shared by every replica: past the pool, wait
-        pool_pre_ping=True,
+        # No ping before every checkout (a round trip per request); a connection the server dropped fails one
+        # statement, which invalidates the pool so the rest reconnect, and none lives past half an hour.
+        pool_recycle=1800,
         pool_timeout=query_timeout_seconds,
         connect_args={"server_settings": {"statement_timeout": str(timeout_ms)}, "timeout": query_timeout_seconds},
     )
