@@ -415,7 +415,7 @@ async def warm_up(replicas: list[aiohttp.ClientSession], customers: int, databas
     if database_file is not None:
         await asyncio.to_thread(_read_through, database_file)
     rng = random.Random(5)
-    views: list[Request] = [(f"/api/v1/customers/C{rng.randrange(customers):08d}/view360", {}) for _ in range(500)]
+    views: list[Request] = [(f"/api/v1/customers/C{rng.randrange(customers):08d}/view360", {}) for _ in range(3000)]
     await timed_load(replicas, views + list(search_requests(customers, rng))[:500], VIEW_CLIENTS)
 
 

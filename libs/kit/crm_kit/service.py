@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -144,6 +145,20 @@ class UnexpectedErrorMiddleware:
             await internal_error(scope["path"])(scope, receive, send)
 
 
+def tune_interpreter_for_requests() -> None:
+    """Measured on the 360 view, 16 requests at once per process: p99 from ~160 ms to ~40 ms.
+
+    - What start-up built (models, schemas, compiled statements, contracts) lives as long as the process: frozen,
+      it stays out of the collector's full passes, which walked all of it and stalled every request in flight for
+      tens of ms; collections also run less often (a request allocates thousands of short-lived objects).
+    - A worker thread (a SQLite read) waits for the GIL until the loop thread gives it up, 5 ms by default:
+      0.2 ms lets it finish its part while the request that waits on it is still young.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
+    sys.setswitchinterval(0.0002)
+
+
 def instrument(
     app: FastAPI, metrics: ServiceMetrics, settings: AppSettings, body_limits: Mapping[str, int] | None = None
 ) -> None:
@@ -253,9 +268,7 @@ def create_service_app(
         if on_startup is not None:
             await on_startup(rt)
         starter = asyncio.create_task(_start_background(rt), name=f"{name}-start")
-        # What start-up built (models, schemas, compiled statements, contracts) lives as long as the process: keep it
-        # out of the collector's full passes, which otherwise walk all of it and stall requests for tens of ms.
-        gc.freeze()
+        tune_interpreter_for_requests()
         log.info("%s started", name)
         try:
             yield

@@ -13,7 +13,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Date, Integer, Select, String, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.domain import billing, projections
 from crm_customer.models import (
@@ -31,6 +30,7 @@ from crm_customer.models import (
     TicketView,
     TimelineEntry,
 )
+from crm_kit.db import Database
 from crm_kit.sqljson import document, from_rows, loads, rows_json
 
 OPEN_TICKETS_SHOWN = 20
@@ -85,13 +85,12 @@ def view_query() -> Select[tuple[str]]:
     return document(**parts)
 
 
-async def load_view(session: AsyncSession, customer_id: str, as_of: date, timeline_limit: int) -> CustomerView | None:
+async def load_view(db: Database, customer_id: str, as_of: date, timeline_limit: int) -> CustomerView | None:
     """The customer's view as of the day `as_of` (China Standard Time), the newest `timeline_limit` interactions;
     None when there is no such customer."""
     first_day, last_day = billing.activity_window(as_of)
     params = {"customer_id": customer_id, "first_day": first_day, "last_day": last_day}
-    connection = await session.connection()  # a Core statement: the ORM has nothing to add to one text column
-    found = await connection.scalar(view_query(), {**params, "timeline_rows": timeline_limit + 1})
+    found = await db.read_one(view_query(), {**params, "timeline_rows": timeline_limit + 1})
     row = loads(found)
     customer = _one(from_rows(Customer, row["customer"]))
     if customer is None:
