@@ -144,7 +144,7 @@ class Database:
         self.session_class: type[Session] = type("CrmSession", (Session,), {})
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=self.session_class)
         self._sqlite_reader: Engine | None = None
-        if is_sqlite(url):
+        if is_sqlite(url) and make_url(url).database not in (None, "", ":memory:"):
             self._sqlite_reader = create_engine(
                 make_url(url).set(drivername="sqlite"), pool_size=pool_size, max_overflow=pool_size
             )
@@ -166,7 +166,8 @@ class Database:
         one worker-thread hop, where aiosqlite takes five (cursor, execute, fetch, close, commit)."""
         if self._sqlite_reader is None:
             async with self.engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                if self.dialect == "postgresql":
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 return await conn.scalar(statement, parameters)
         return await asyncio.to_thread(self._sqlite_read_one, statement, parameters)
 
