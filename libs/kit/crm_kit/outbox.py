@@ -246,7 +246,7 @@ class OutboxRelay:
             if rows:
                 await _publish(producer, rows, self.metrics)
                 async with self.db.sessions.begin() as session:
-                    await session.execute(_mark_sent(rows))
+                    await session.execute(_mark_range_sent(rows))
         await self._observe_backlog()
         return len(rows)
 
@@ -275,6 +275,17 @@ class OutboxRelay:
 
 def _mark_sent(rows: Sequence[Any]) -> Any:
     return update(outbox_table).where(outbox_table.c.seq.in_([r.seq for r in rows])).values(sent_at=utcnow())
+
+
+def _mark_range_sent(rows: Sequence[Any]) -> Any:
+    """SQLite: the rows read are every unsent row from the first seq read to the last, so the range names them
+    with two parameters instead of thousands. Nothing can join the range meanwhile: SQLite has one writer at a
+    time, so rows commit in seq order, and a new row's seq is above every existing one."""
+    return (
+        update(outbox_table)
+        .where(outbox_table.c.seq.between(rows[0].seq, rows[-1].seq), outbox_table.c.sent_at.is_(None))
+        .values(sent_at=utcnow())
+    )
 
 
 PARTITIONER = DefaultPartitioner()
