@@ -77,6 +77,7 @@ class ServiceSettings(AppSettings):
     db_pool_size: int = Field(
         32,
         ge=1,
-        description="connections each process keeps open; past it, a request's connection is opened for it and closed "
-        "after, which costs more than the request on a busy service",
+        description="connections each process keeps open. SQLite: past it, a request's connection is opened for it and "
+        "closed after, which costs more than the request on a busy service. PostgreSQL: also the most it opens (the "
+        "server's max_connections is shared by every replica); past it, a request waits for one",
     )
