@@ -120,17 +120,25 @@ class ConsumerRunner:
             batch = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
             if consumer.assignment():
                 self.assigned.set()
-            if not batch:
-                continue
             offsets: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
                 await self.process_batch(records)
                 offsets[tp] = records[-1].offset + 1
-            await consumer.commit(offsets)
-            for tp, next_offset in offsets.items():
-                end = consumer.highwater(tp)
-                if end is not None:
-                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(end - next_offset, 0))
+            if offsets:
+                await consumer.commit(offsets)
+            await self._report_lag(consumer, offsets)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer, consumed: dict[TopicPartition, int]) -> None:
+        """Lag of every assigned partition, not only those in the batch: a partition that has not yet had a
+        record must not read as caught up (no sample would sum to zero lag)."""
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:  # not fetched yet: the partition's end is unknown, so is its lag
+                continue
+            position = consumed.get(tp)
+            if position is None:
+                position = await consumer.position(tp)
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(end - position, 0))
 
     async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """One partition's batch in one transaction; if anything in it fails, record by record with retries."""

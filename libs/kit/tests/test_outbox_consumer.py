@@ -410,6 +410,40 @@ async def test_offsets_are_committed_so_a_new_runner_in_the_group_does_not_repro
     assert sorted(i for i, _ in await bench.applied()) == sorted([*(e.id for e in events), marker.id])
 
 
+async def test_the_lag_gauge_covers_every_assigned_partition_not_only_those_with_records(bench: Bench):
+    """A partition that never had a record must still read as caught up only once its end is known: a missing
+    sample would sum to zero lag for a consumer that has not looked yet."""
+    service_metrics(SERVICE).consumer_lag.clear()
+    bench.relay()
+    await bench.runner()
+    await bench.stage(profile("C1"))
+    await eventually(lambda: bench.applied_ids(1))
+    partitions = await _partitions(bench.bootstrap, TOPIC)
+    assert len(partitions) > 1
+
+    async def every_partition_reported() -> set[str] | None:
+        reported = {
+            s.labels["partition"]
+            for family in REGISTRY.collect()
+            if family.name == f"{METRICS}_consumer_lag"
+            for s in family.samples
+            if s.labels["topic"] == TOPIC and s.value == 0
+        }
+        return reported if reported == {str(p) for p in partitions} else None
+
+    await eventually(every_partition_reported)
+
+
+async def _partitions(bootstrap: str, topic: str) -> set[int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the cluster's metadata
+        return consumer.partitions_for_topic(topic) or set()
+    finally:
+        await consumer.stop()
+
+
 async def _committed(bootstrap: str, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
