@@ -25,7 +25,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
@@ -130,7 +130,13 @@ def make_engine(url: str, *, query_timeout_seconds: float = 10.0, pool_size: int
         # statement, which invalidates the pool so the rest reconnect, and none lives past half an hour.
         pool_recycle=1800,
         pool_timeout=query_timeout_seconds,
-        connect_args={"server_settings": {"statement_timeout": str(timeout_ms)}, "timeout": query_timeout_seconds},
+        connect_args={
+            "server_settings": {"statement_timeout": str(timeout_ms)},
+            "timeout": query_timeout_seconds,
+            # asyncpg re-prepares (parses and plans) every statement over 15 KiB on every call; `read_one`'s
+            # page statements are bigger than that, and planning one costs more than running it.
+            "max_cacheable_statement_size": 256 * 1024,
+        },
     )
 
 
@@ -149,6 +155,7 @@ class Database:
                 make_url(url).set(drivername="sqlite"), pool_size=pool_size, max_overflow=pool_size
             )
             event.listen(self._sqlite_reader, "connect", _sqlite_pragmas)
+        self._compiled_reads: dict[Executable, _CompiledRead] = {}
 
     @property
     def dialect(self) -> str:
@@ -161,20 +168,33 @@ class Database:
 
     async def read_one(self, statement: Executable, parameters: Mapping[str, Any]) -> Any:
         """The first column of the first row of a read that is one statement, on a connection of its own (one
-        statement is its own consistent snapshot). A page read by one statement pays mostly for the driver, so:
-        on PostgreSQL without BEGIN and COMMIT (two round trips fewer); on SQLite on a plain sqlite3 connection in
-        one worker-thread hop, where aiosqlite takes five (cursor, execute, fetch, close, commit)."""
-        if self._sqlite_reader is None:
-            async with self.engine.connect() as conn:
-                if self.dialect == "postgresql":
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                return await conn.scalar(statement, parameters)
-        return await asyncio.to_thread(self._sqlite_read_one, statement, parameters)
+        statement is its own consistent snapshot).
 
-    def _sqlite_read_one(self, statement: Executable, parameters: Mapping[str, Any]) -> Any:
+        A hot page read by one statement pays mostly for the layers around the driver, so the statement is
+        compiled once and then run on the driver's own connection: no per-call cache key over a statement of
+        dozens of parts, no execution context, no BEGIN/COMMIT on PostgreSQL; on SQLite one worker-thread hop
+        on a plain sqlite3 connection, where aiosqlite takes five (cursor, execute, fetch, close, commit)."""
+        if self.dialect == "sqlite" and self._sqlite_reader is None:  # in memory: only the engine's connection
+            async with self.engine.connect() as conn:
+                return await conn.scalar(statement, parameters)
+        sql, arguments = self._compiled(statement).arguments(parameters)
+        if self._sqlite_reader is not None:
+            return await asyncio.to_thread(self._sqlite_read_one, sql, arguments)
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            return await raw.driver_connection.fetchval(sql, *arguments)  # type: ignore[union-attr]
+
+    def _compiled(self, statement: Executable) -> _CompiledRead:
+        compiled = self._compiled_reads.get(statement)
+        if compiled is None:
+            compiled = self._compiled_reads[statement] = _CompiledRead(statement, self.engine.dialect)
+        return compiled
+
+    def _sqlite_read_one(self, sql: str, arguments: list[Any]) -> Any:
         assert self._sqlite_reader is not None
         with self._sqlite_reader.connect() as conn:
-            return conn.scalar(statement, parameters)
+            row = conn.connection.driver_connection.execute(sql, arguments).fetchone()  # type: ignore[union-attr]
+            return None if row is None else row[0]
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -184,6 +204,31 @@ class Database:
         await self.engine.dispose()
         if self._sqlite_reader is not None:
             self._sqlite_reader.dispose()
+
+
+class _CompiledRead:
+    """A statement compiled once for the database's dialect: its SQL, and how a call's parameters become the
+    driver's positional arguments (the bound defaults filled in, each value through its type's processor, as
+    SQLAlchemy itself would)."""
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if not compiled.positional:
+            raise ValueError(f"read_one needs a positional parameter style; {dialect.name} uses named")
+        self.sql = compiled.string
+        self._compiled = compiled
+        self._names = list(compiled.positiontup or [])
+        self._processors = [
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self._names
+        ]
+
+    def arguments(self, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        values = self._compiled.construct_params(dict(parameters))
+        arguments = []
+        for name, process in zip(self._names, self._processors, strict=True):
+            value = values[name]
+            arguments.append(value if process is None or value is None else process(value))
+        return self.sql, arguments
 
 
 def _alembic_config(url: str, migrations_dir: Path) -> Config:

@@ -110,3 +110,28 @@ async def test_a_part_with_no_rows_is_an_empty_list(db: Database):
 def test_a_key_must_be_an_identifier():
     with pytest.raises(ValueError, match="identifier"):
         document(**{"x'); DROP TABLE party; --": select(func.count()).scalar_subquery()})
+
+
+WINDOW = document(
+    lines=rows_json(
+        select(Line)
+        .where(
+            Line.activated_at >= bindparam("since", type_=UtcDateTime),
+            Line.contract_end <= bindparam("until", type_=Date),
+        )
+        .limit(5)
+    )
+)
+
+
+async def test_read_one_binds_each_parameter_through_its_type_as_the_engine_would(db: Database):
+    """A zoned time reaches the database in UTC, a date as the dialect stores it, a constant limit as compiled."""
+    since_in_shanghai = datetime(2026, 3, 1, 9, 30, tzinfo=CST)  # 01:30 UTC: L1 was activated 15 s later
+    found = loads(await db.read_one(WINDOW, {"since": since_in_shanghai, "until": date(2027, 2, 28)}))
+    assert [line.id for line in from_rows(Line, found["lines"])] == ["L1"]
+    later = loads(
+        await db.read_one(WINDOW, {"since": since_in_shanghai + timedelta(minutes=1), "until": date(2027, 2, 28)})
+    )
+    assert later["lines"] == []
+    earlier_end = loads(await db.read_one(WINDOW, {"since": since_in_shanghai, "until": date(2027, 2, 27)}))
+    assert earlier_end["lines"] == []

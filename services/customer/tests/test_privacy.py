@@ -94,6 +94,26 @@ async def test_only_pii_read_with_a_reason_unmasks_and_each_unmasked_read_is_aud
     assert row["at"].endswith("+08:00")
 
 
+async def test_the_360_view_audits_its_unmasked_answers_and_only_those(service, boss):
+    """The view runs no request transaction; its audit row is written in one of its own before the answer."""
+    cid = await known_customer(service, boss, "C9005")
+    view = f"/api/v1/customers/{cid}/view360"
+    masked = await service.http.get(view, headers=PII)
+    assert masked.json()["lines"][0]["msisdn"] == "139****9005"
+    assert await audit(service) == []
+
+    shown = await service.http.get(view, headers={**PII, **WHY, "X-Request-ID": "req-360"})
+    assert shown.json()["lines"][0]["msisdn"] == number(cid)
+    [row] = await audit(service)
+    assert (row["customer_id"], row["action"], row["reason"], row["request_id"], row["fields"]) == (
+        cid,
+        f"GET /api/v1/customers/{cid}/view360",
+        "ticket T-1",
+        "req-360",
+        ["msisdn", "id_card_no"],
+    )
+
+
 async def test_a_list_read_audits_one_row_per_customer_shown_and_the_audit_filters(service, boss):
     a = await known_customer(service, boss, "C9011")
     b = await known_customer(service, boss, "C9012")

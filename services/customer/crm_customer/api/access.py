@@ -15,10 +15,11 @@ from typing import Annotated
 from asgi_correlation_id import correlation_id
 from fastapi import Depends, Header, Path, Request, Response
 from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.models import Customer, PiiAccess
 from crm_kit.auth import PII_READ, Caller, Principal
-from crm_kit.db import utcnow
+from crm_kit.db import Database, utcnow
 from crm_kit.errors import NotFound
 from crm_kit.service import DbSession
 
@@ -63,6 +64,7 @@ class Access:
     reason: str | None
     action: str
     response: Response
+    db: Database
 
     @property
     def reveal_pii(self) -> bool:
@@ -75,10 +77,16 @@ class Access:
             return {MASKED_HEADER: "reason-required: send X-Access-Reason"}
         return {}
 
-    async def audit(self, session: DbSession, customer_ids: Iterable[str], fields: str) -> None:
-        """One audit row per customer whose personal data this answer shows unmasked."""
+    async def audit(self, customer_ids: Iterable[str], fields: str, session: AsyncSession | None = None) -> None:
+        """One audit row per customer whose personal data this answer shows unmasked: in the request's
+        transaction when given one, else in a transaction of its own, so a read-only route opens none at all
+        for the masked answers most callers get."""
         if not self.reveal_pii:
             self.response.headers.update(self.headers)
+            return
+        if session is None:
+            async with self.db.sessions.begin() as own:
+                await self.audit(customer_ids, fields, own)
             return
         now = utcnow()
         rows = [
@@ -113,7 +121,7 @@ async def reader(
     ] = None,
 ) -> Access:
     principal.require_role(*READERS)
-    return Access(principal, reason, f"{request.method} {request.url.path}", response)
+    return Access(principal, reason, f"{request.method} {request.url.path}", response, request.app.state.runtime.db)
 
 
 async def writer(principal: Caller) -> Principal:

@@ -55,7 +55,7 @@ async def account_out(session: AsyncSession, account: BillingAccount, access: Ac
     ).all()
     reveal = access.reveal_pii
     if lines:
-        await access.audit(session, [account.customer_id], "msisdn")
+        await access.audit([account.customer_id], "msisdn", session)
     return AccountOut(
         id=account.id,
         href=f"{ACCOUNTS}/{account.id}",

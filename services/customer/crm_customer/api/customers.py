@@ -258,7 +258,7 @@ async def load_customer(customer_id: str, session: DbSession, access: Reader) ->
 async def retrieve_customer(
     customer: Annotated[CustomerView, Depends(load_customer)], fields: Fields, access: Reader, session: DbSession
 ) -> JSONResponse:
-    await access.audit(session, [customer.customer.id], PII_FIELDS)
+    await access.audit([customer.customer.id], PII_FIELDS, session)
     return JSONResponse(select_fields(resource(customer, access.reveal_pii), fields), headers=access.headers)
 
 
@@ -342,7 +342,7 @@ async def list_customers(
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     ids = (await session.scalars(query.order_by(*order).offset(offset).limit(limit))).all()
     page = await load_views(session, ids)
-    await access.audit(session, [view.customer.id for view in page], PII_FIELDS)
+    await access.audit([view.customer.id for view in page], PII_FIELDS, session)
     items = [select_fields(resource(view, access.reveal_pii), fields) for view in page]
     return JSONResponse(
         items,
@@ -377,7 +377,7 @@ async def create_customer(
     customer = await party.create_customer(session, body.customer_type, party_fields(body))
     await stage(session, rt.contracts, [events.profile_created(customer)])
     view = (await load_views(session, [customer.id]))[0]
-    await access.audit(session, [customer.id], PII_FIELDS)
+    await access.audit([customer.id], PII_FIELDS, session)
     return JSONResponse(
         resource(view, access.reveal_pii),
         status_code=201,
@@ -408,7 +408,7 @@ async def patch_customer(
         counts = await count_lines(session, customer_id)
         await stage(session, rt.contracts, [events.profile_updated(customer, counts)])
     view = (await load_views(session, [customer_id]))[0]
-    await access.audit(session, [customer_id], PII_FIELDS)
+    await access.audit([customer_id], PII_FIELDS, session)
     return JSONResponse(resource(view, access.reveal_pii), headers=access.headers)
 
 
@@ -529,6 +529,6 @@ async def search_customers(
             )
         )
     hits.sort(key=lambda h: (not h.exact, h.name or "", h.id))
-    await access.audit(session, [h.id for h in hits], SEARCH_PII.get(kind, PII_FIELDS))
+    await access.audit([h.id for h in hits], SEARCH_PII.get(kind, PII_FIELDS), session)
     items = [h.model_dump(mode="json", by_alias=True) for h in hits]
     return JSONResponse(items, headers={**access.headers, "X-Result-Count": str(len(items)), "X-Search-By": kind})

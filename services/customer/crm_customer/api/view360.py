@@ -31,7 +31,7 @@ from crm_customer.schemas.view360 import (
 from crm_kit.db import utcnow
 from crm_kit.errors import NotFound
 from crm_kit.presentation import JSONResponse, mask_id_card, mask_msisdn, shanghai, yuan
-from crm_kit.service import DbSession, RuntimeDep
+from crm_kit.service import DbSession
 
 router = APIRouter(prefix="/api/v1/customers", tags=["360 view"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {404: {}, 422: {}}
@@ -99,21 +99,19 @@ def contact_out(contact: CampaignContactView) -> CampaignContactOut:
 )
 async def get_view360(
     customer_id: Annotated[str, Path(max_length=64)],
-    session: DbSession,
-    rt: RuntimeDep,
     access: Reader,
     timeline_limit: Annotated[int, Query(ge=1, le=100, description="Timeline rows on the page")] = 20,
 ) -> JSONResponse:
     """Profile, accounts, lines, tiers, segments, billing, usage, tickets, risk, campaign contacts and the
-    latest interactions, read in one statement; every part is by customer id on an index. The session is for
-    the audit row only, written when personal data is shown unmasked."""
-    view = await load_view(rt.db, customer_id, billing.shanghai_today(), timeline_limit)
+    latest interactions, read in one statement; every part is by customer id on an index. No request
+    transaction: the audit row, written only when personal data is shown unmasked, has one of its own."""
+    view = await load_view(access.db, customer_id, billing.shanghai_today(), timeline_limit)
     if view is None:
         raise NotFound(f"No customer {customer_id}", field="customer_id")
     customer, metrics, bill, usage = view.customer, view.metrics, view.billing, view.usage
     check_visible(access.principal, customer)
     reveal = access.reveal_pii
-    await access.audit(session, [customer_id], PII_FIELDS)
+    await access.audit([customer_id], PII_FIELDS)
 
     page = View360Out(
         customer_id=customer_id,
