@@ -181,8 +181,13 @@ class Database:
         if self._sqlite_reader is not None:
             return await asyncio.to_thread(self._sqlite_read_one, sql, arguments)
         async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            return await raw.driver_connection.fetchval(sql, *arguments)  # type: ignore[union-attr]
+            driver = (await conn.get_raw_connection()).driver_connection
+            try:
+                return await driver.fetchval(sql, *arguments)  # type: ignore[union-attr]
+            except Exception:
+                if driver.is_closed():  # type: ignore[union-attr]
+                    await conn.invalidate()  # the server dropped it: not back into the pool
+                raise
 
     def _compiled(self, statement: Executable) -> _CompiledRead:
         compiled = self._compiled_reads.get(statement)

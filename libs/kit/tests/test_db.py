@@ -106,3 +106,31 @@ async def test_insert_ignoring_duplicates_keeps_the_first_row(db: Database):
 async def test_ping_reaches_the_database(db: Database):
     await db.ping()
     assert db.dialect == ("sqlite" if is_sqlite(db.url) else "postgresql")
+
+
+async def test_a_read_on_a_connection_the_server_dropped_fails_once_and_the_next_gets_a_new_one(
+    database_url: Callable[[str], Awaitable[str]],
+):
+    """read_one runs on the driver's connection, past SQLAlchemy's own handling of a lost connection: it must
+    not hand the dead connection back to the pool, or every later read on it would fail too."""
+    url = await database_url("kitdrop")
+    if is_sqlite(url):
+        pytest.skip("a SQLite file has no server to drop a connection")
+    db = Database(url, pool_size=1)
+    backend_pid = select(func.pg_backend_pid())
+    try:
+        first = await db.read_one(backend_pid, {})
+        assert await db.read_one(backend_pid, {}) == first, "the one pooled connection is reused"
+        other = Database(url, pool_size=1)
+        try:
+            async with other.engine.connect() as conn:
+                await conn.scalar(select(func.pg_terminate_backend(first)))
+        finally:
+            await other.dispose()
+        with pytest.raises(Exception, match="connection"):
+            await db.read_one(backend_pid, {})
+        second = await db.read_one(backend_pid, {})
+        assert second != first
+        assert await db.read_one(backend_pid, {}) == second
+    finally:
+        await db.dispose()
