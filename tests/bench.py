@@ -86,12 +86,23 @@ async def bench(folder: Path) -> dict[str, str]:
     return results
 
 
+def cpu_reference() -> float:
+    """Seconds for a fixed piece of pure-Python work on one core, best of five: how fast this machine is today."""
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(10_000_000))
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=1_000_000, help="size of the synthetic population")
     parser.add_argument("--postgres", help="also measure on a fresh database of this PostgreSQL server (asyncpg URL)")
     parser.add_argument("--boss-records", type=int, default=300_000, help="records of the simulated BOSS feed")
     args = parser.parse_args()
+    speed = cpu_reference()
     with tempfile.TemporaryDirectory() as folder:
         results = asyncio.run(bench(Path(folder)))
         results.update(asyncio.run(bench_boss.measure(Path(folder), args.boss_records)))
@@ -104,7 +115,9 @@ def main() -> None:
         "Written by `make bench` (`tests/bench.py`); figures are from the last run, not asserted by any test.",
         "",
         f"- when: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        f"- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
+        f"CPU reference {speed:.2f} s (lower is faster: the same virtual machine has measured 40% apart on two days, "
+        "so compare runs by it)",
         "- setup: embedded Tansu broker (memory), SQLite files; the first-slice rows run every service in one",
         "  process; the 1M-customer rows run the customer service as one uvicorn process per core (replicas on",
         "  their own ports, the load generator's clients spread over them as a Service would) after a warm-up,",
