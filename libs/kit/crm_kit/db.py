@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +95,10 @@ inbox_table = Table(
 )
 
 
+SQLITE_BUSY_SECONDS = 30.0
+"""How long a SQLite writer waits for the database before it gives up with "database is locked"."""
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -102,8 +108,87 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
     cur.close()
+
+
+DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+
+
+class _QueuedWriteCursor(sqlite3.Cursor):
+    connection: _QueuedWriteConnection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _QueuedWriteCursor:
+        self.connection.before_statement(sql)
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self.connection.after_statement()
+
+    def executemany(self, sql: str, parameters: Any, /) -> _QueuedWriteCursor:
+        self.connection.before_statement(sql)
+        try:
+            return super().executemany(sql, parameters)
+        finally:
+            self.connection.after_statement()
+
+
+class _QueuedWriteConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue on a lock the process holds per database file.
+
+    SQLite has one writer at a time, and a writer that finds the database locked sleeps and polls (1 ms, then
+    up to 100 ms between tries) with no queue: under steady writes from the consumers, a request's or the
+    outbox relay's write could starve for the whole busy timeout. Here the service's own writers wait on a
+    lock instead and the next one starts the moment the last commits. The transaction starts where the sqlite3
+    module starts it, at the first INSERT/UPDATE/DELETE/REPLACE, so reads never wait.
+    """
+
+    write_lock: threading.Lock
+    lock_timeout: float
+    holds_write_lock = False
+
+    def cursor(self, factory: Any = _QueuedWriteCursor) -> Any:
+        return super().cursor(factory)
+
+    def before_statement(self, sql: str) -> None:
+        if self.holds_write_lock or self.in_transaction or not sql.lstrip()[:7].upper().startswith(DML):
+            return
+        if not self.write_lock.acquire(timeout=self.lock_timeout):
+            raise sqlite3.OperationalError("database is locked (waited for this service's other writers)")
+        self.holds_write_lock = True
+
+    def after_statement(self) -> None:
+        """The lock goes with the transaction: at once when the statement started none (autocommit)."""
+        if self.holds_write_lock and not self.in_transaction:
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.after_statement()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.after_statement()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.holds_write_lock:
+                self.holds_write_lock = False
+                self.write_lock.release()
+
+
+def _queued_writes(database: str, timeout: float) -> type[_QueuedWriteConnection]:
+    """The connection class for one database file: every engine on that file in this process shares its lock."""
+    lock = _WRITE_LOCKS.setdefault(str(Path(database).resolve()), threading.Lock())
+    return type("QueuedWriteConnection", (_QueuedWriteConnection,), {"write_lock": lock, "lock_timeout": timeout})
 
 
 def make_engine(url: str, *, query_timeout_seconds: float = 10.0, pool_size: int = 32) -> AsyncEngine:
@@ -115,8 +200,11 @@ def make_engine(url: str, *, query_timeout_seconds: float = 10.0, pool_size: int
         # No rollback when a connection goes back to the pool: SQLAlchemy has already ended the connection's
         # transaction (committed, or rolled back on close), and on aiosqlite the extra rollback is one more hop to
         # the connection's thread on every request.
+        connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_SECONDS}
+        if database and database != ":memory:":
+            connect_args["factory"] = _queued_writes(database, SQLITE_BUSY_SECONDS)
         engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_reset_on_return=None, connect_args={"timeout": 30}
+            url, pool_size=pool_size, max_overflow=pool_size, pool_reset_on_return=None, connect_args=connect_args
         )
 
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

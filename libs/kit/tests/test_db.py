@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -134,3 +135,36 @@ async def test_a_read_on_a_connection_the_server_dropped_fails_once_and_the_next
         assert await db.read_one(backend_pid, {}) == second
     finally:
         await db.dispose()
+
+
+async def test_a_waiting_writer_gets_in_at_the_next_commit_not_after_a_busy_writer_is_done(db: Database):
+    """SQLite's own wait is sleep-and-poll with no queue: a writer whose transactions follow each other back to
+    back (a consumer applying a backlog) would keep a second writer (the outbox relay, a request) out for as
+    long as it runs. The service's writers queue instead."""
+    if not is_sqlite(db.url):
+        pytest.skip("PostgreSQL queues writers on row locks itself")
+    busy_commits = 0
+    stop = asyncio.Event()
+
+    async def busy_writer() -> None:
+        nonlocal busy_commits
+        n = 0
+        while not stop.is_set():
+            async with db.sessions.begin() as session:
+                await session.execute(insert(ledger).values(key=f"busy-{n}", value="x"))
+                await asyncio.sleep(0.02)  # the transaction stays open, as a batch of handlers keeps it
+            n += 1
+            busy_commits += 1
+
+    busy = asyncio.create_task(busy_writer())
+    try:
+        await asyncio.sleep(0.1)
+        commits_before = busy_commits
+        async with db.sessions.begin() as session:
+            await session.execute(insert(ledger).values(key="waiting", value="y"))
+        waited_for = busy_commits - commits_before
+        assert not busy.done()
+        assert waited_for <= 2, f"the second writer waited for {waited_for} of the busy writer's transactions"
+    finally:
+        stop.set()
+        await busy
