@@ -136,7 +136,9 @@ def loads(text: str) -> dict[str, Any]:
     return orjson.loads(text)  # type: ignore[no-any-return]
 
 
-def _as_datetime(value: str) -> datetime:
+def utc_datetime(value: str) -> datetime:
+    """A time as the document holds it (ISO text, zoned on PostgreSQL, UTC without a zone on SQLite), in UTC;
+    for a time that is not a model's column, such as an aggregate's."""
     at = datetime.fromisoformat(value)
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
@@ -154,7 +156,7 @@ def _readers(model: type[Any]) -> dict[str, Callable[[Any], Any]]:
         kind = column.type
         kind = kind.impl if isinstance(kind, TypeDecorator) else kind
         if isinstance(kind, DateTime):
-            readers[column.key] = _as_datetime
+            readers[column.key] = utc_datetime
         elif isinstance(kind, Date):
             readers[column.key] = date.fromisoformat
         elif isinstance(kind, Boolean):
