@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -272,9 +273,11 @@ class Database:
             driver = (await conn.get_raw_connection()).driver_connection
             try:
                 return await driver.fetchval(sql, *arguments)  # type: ignore[union-attr]
-            except Exception:
-                if driver.is_closed():  # type: ignore[union-attr]
-                    await conn.invalidate()  # the server dropped it: not back into the pool
+            except Exception as exc:
+                # Not back into the pool unless the server answered with an SQL error: a dropped connection may
+                # surface as closed, or first as a protocol error on a connection that does not know it yet.
+                if driver.is_closed() or not isinstance(exc, asyncpg.PostgresError):  # type: ignore[union-attr]
+                    await conn.invalidate()
                 raise
 
     def _compiled(self, statement: Executable) -> _CompiledRead:
