@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Select, case, distinct, func, or_, select
+from sqlalchemy import Date, Select, bindparam, case, distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.domain.lines import SIM_SWAPPED, ensure_account, ensure_customer
@@ -24,6 +24,7 @@ from crm_customer.models import (
 from crm_kit.db import utcnow
 from crm_kit.events import parse_rfc3339
 from crm_kit.presentation import SHANGHAI, mask_msisdn, yuan
+from crm_kit.sqljson import from_rows, rows_json
 
 INVOICE_ISSUED = "billing.invoice.issued.v1"
 PAYMENT_RECEIVED = "billing.payment.received.v1"
@@ -432,6 +433,31 @@ def payments_of(customer_id: Any) -> Select[tuple[BillingPayment]]:
 
 def standings_of(customer_id: Any) -> Select[tuple[AccountStanding]]:
     return select(AccountStanding).where(AccountStanding.customer_id == customer_id)
+
+
+def billing_parts(customer_id: Any) -> dict[str, Any]:
+    """A customer's bills, overdue statements, payments and account standings as parts of a `sqljson` document,
+    and 30-day usage between the bound days `first_day` and `last_day`: what the 360 view and the metrics
+    refresh both read in their one statement."""
+    return {
+        "invoices": rows_json(invoices_of(customer_id)),
+        "overdues": rows_json(overdues_of(customer_id)),
+        "payments": rows_json(payments_of(customer_id)),
+        "standings": rows_json(standings_of(customer_id)),
+        "usage": rows_json(
+            usage_totals(customer_id, bindparam("first_day", type_=Date), bindparam("last_day", type_=Date))
+        ),
+    }
+
+
+def billing_from(found: Mapping[str, Any]) -> BillingSummary:
+    """The summary of a document holding `billing_parts`."""
+    return summarize_billing(
+        from_rows(Invoice, found["invoices"]),
+        from_rows(InvoiceOverdue, found["overdues"]),
+        from_rows(BillingPayment, found["payments"]),
+        from_rows(AccountStanding, found["standings"]),
+    )
 
 
 async def billing_summary(session: AsyncSession, customer_id: str) -> BillingSummary:

@@ -9,16 +9,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 
-from sqlalchemy import ColumnElement, Date, Select, String, and_, bindparam, case, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.domain import billing, lines
 from crm_customer.models import (
-    AccountStanding,
-    BillingPayment,
     CustomerMetrics,
-    Invoice,
-    InvoiceOverdue,
     Subscription,
     TierCutoff,
     UsageDay,
@@ -231,10 +227,7 @@ def facts_query() -> Select[tuple[str]]:
     customer_id = bindparam("customer_id", type_=String)
     used = (UsageDay.voice_minutes > 0) | (UsageDay.sms_count > 0) | (UsageDay.data_mb > 0)
     return document(
-        invoices=rows_json(billing.invoices_of(customer_id)),
-        overdues=rows_json(billing.overdues_of(customer_id)),
-        payments=rows_json(billing.payments_of(customer_id)),
-        standings=rows_json(billing.standings_of(customer_id)),
+        **billing.billing_parts(customer_id),
         lines=rows_json(
             select(
                 Subscription.status,
@@ -243,9 +236,6 @@ def facts_query() -> Select[tuple[str]]:
             )
             .where(Subscription.customer_id == customer_id)
             .group_by(Subscription.status)
-        ),
-        usage=rows_json(
-            billing.usage_totals(customer_id, bindparam("first_day", type_=Date), bindparam("last_day", type_=Date))
         ),
         last_active_on=select(func.max(UsageDay.usage_date))
         .where(UsageDay.customer_id == customer_id, used)
@@ -275,12 +265,7 @@ async def read_facts(session: AsyncSession, customer_id: str, today: date) -> Fa
     by_status = {row["status"]: row["lines"] for row in found["lines"]}
     first_times = [utc_datetime(row["first_activated_at"]) for row in found["lines"] if row["first_activated_at"]]
     return Facts(
-        billing=billing.summarize_billing(
-            from_rows(Invoice, found["invoices"]),
-            from_rows(InvoiceOverdue, found["overdues"]),
-            from_rows(BillingPayment, found["payments"]),
-            from_rows(AccountStanding, found["standings"]),
-        ),
+        billing=billing.billing_from(found),
         lines=lines.LineCounts(
             active=by_status.get("active", 0), suspended=by_status.get("suspended", 0), total=sum(by_status.values())
         ),

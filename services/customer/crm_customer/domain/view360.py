@@ -12,18 +12,14 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Date, Integer, Select, String, bindparam, func, select
+from sqlalchemy import Integer, Select, String, bindparam, func, select
 
 from crm_customer.domain import billing, projections
 from crm_customer.models import (
-    AccountStanding,
     BillingAccount,
-    BillingPayment,
     CampaignContactView,
     Customer,
     CustomerMetrics,
-    Invoice,
-    InvoiceOverdue,
     RiskScore,
     Segment,
     Subscription,
@@ -69,13 +65,7 @@ def view_query() -> Select[tuple[str]]:
         "lines": rows_json(select(Subscription).where(Subscription.customer_id == customer_id)),
         "metrics": rows_json(select(CustomerMetrics).where(CustomerMetrics.customer_id == customer_id)),
         "segments": rows_json(projections.rule_segments_of(customer_id)),
-        "invoices": rows_json(billing.invoices_of(customer_id)),
-        "overdues": rows_json(billing.overdues_of(customer_id)),
-        "payments": rows_json(billing.payments_of(customer_id)),
-        "standings": rows_json(billing.standings_of(customer_id)),
-        "usage": rows_json(
-            billing.usage_totals(customer_id, bindparam("first_day", type_=Date), bindparam("last_day", type_=Date))
-        ),
+        **billing.billing_parts(customer_id),
         "open_count": select(func.count()).select_from(open_tickets.subquery()).scalar_subquery(),
         "tickets": rows_json(open_tickets.order_by(*projections.newest_ticket_first()).limit(OPEN_TICKETS_SHOWN)),
         "scores": rows_json(select(RiskScore).where(RiskScore.customer_id == customer_id)),
@@ -102,12 +92,7 @@ async def load_view(db: Database, customer_id: str, as_of: date, timeline_limit:
         lines=sorted(from_rows(Subscription, row["lines"]), key=projections.line_order),
         metrics=_one(from_rows(CustomerMetrics, row["metrics"])),
         segments=sorted(from_rows(Segment, row["segments"]), key=lambda s: s.name),
-        billing=billing.summarize_billing(
-            from_rows(Invoice, row["invoices"]),
-            from_rows(InvoiceOverdue, row["overdues"]),
-            from_rows(BillingPayment, row["payments"]),
-            from_rows(AccountStanding, row["standings"]),
-        ),
+        billing=billing.billing_from(row),
         usage=billing.activity(row["usage"][0], as_of),
         open_tickets=row["open_count"],
         tickets=sorted(from_rows(TicketView, row["tickets"]), key=projections.ticket_order, reverse=True),
