@@ -102,6 +102,12 @@ async def test_an_account_manager_sees_only_their_portfolio_on_every_customer_ro
     listed = await service.http.get(CUSTOMERS, headers=li)
     assert [c["id"] for c in listed.json()] == [mine]
     assert listed.headers["X-Total-Count"] == "1"
+    # search too: the three numbers share a prefix, each manager finds only their own
+    for manager, own in (("kam-li", mine), ("kam-zhao", theirs), ("kam-wu", None)):
+        for params in ({"q": "13900008"}, {"q": "张伟", "by": "name"}, {"q": "A801", "by": "account"}):
+            found = await service.http.get("/api/v1/customers/search", params=params, headers=kam(manager))
+            assert found.status_code == 200, found.text
+            assert [h["id"] for h in found.json()] == ([own] if own else []), (manager, params)
     # an agent sees everyone
     assert (await service.http.get(f"{CUSTOMERS}/{plain}")).status_code == 200
 

@@ -14,9 +14,10 @@ from typing import Annotated
 
 from asgi_correlation_id import correlation_id
 from fastapi import Depends, Header, Path, Request, Response
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_customer.domain.party import portfolio
 from crm_customer.models import Customer, PiiAccess
 from crm_kit.auth import PII_READ, Caller, Principal
 from crm_kit.db import Database, utcnow
@@ -39,7 +40,7 @@ def visible(principal: Principal) -> ColumnElement[bool]:
     """The customers `principal` may see, as a WHERE clause for lists and searches (a merged duplicate is no
     customer of its own any more)."""
     if portfolio_only(principal):
-        return and_(Customer.key_account.is_(True), Customer.account_manager == principal.subject)
+        return portfolio(principal.subject)
     return Customer.merged_into.is_(None)
 
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer import events
-from crm_customer.api.access import CustomerForUpdate, Reader, Writer, check_visible, visible
-from crm_customer.domain import party
+from crm_customer.api.access import CustomerForUpdate, Reader, Writer, check_visible, portfolio_only, visible
+from crm_customer.domain import party, search
 from crm_customer.domain.lines import count_lines
 from crm_customer.domain.party import (
     PARTY_COLUMNS,
@@ -41,7 +41,6 @@ from crm_customer.schemas.customers import (
     SearchMatch,
     TmfCustomer,
 )
-from crm_kit.auth import Principal
 from crm_kit.errors import InvalidInput, NotFound
 from crm_kit.outbox import stage
 from crm_kit.presentation import JSONResponse, mask_id_card, mask_msisdn, shanghai, yuan
@@ -418,67 +417,8 @@ SEARCH = "/api/v1/customers/search"
 SEARCH_PII = {"phone": "msisdn", "id_card": "id_card_no"}
 
 
-def _live(query: Select[Any], principal: Principal) -> Select[Any]:
-    return query.where(visible(principal), Customer.merged_into.is_(None))
-
-
-async def _matches(
-    session: AsyncSession, by: str, term: str, exact: bool, limit: int, principal: Principal
-) -> dict[str, SearchMatch]:
-    """customer id → what matched, exact matches first, then prefix matches in the column's index order.
-
-    Each query is an index range scan stopped by LIMIT: the exact match and the prefix range are asked
-    separately so that neither needs a sort of everything that matched."""
-    found: dict[str, SearchMatch] = {}
-    if by == "phone":
-        key: Any = Subscription.msisdn
-        base = _live(
-            select(Subscription.customer_id, Subscription.msisdn).join(
-                Customer, Customer.id == Subscription.customer_id
-            ),
-            principal,
-        )
-    elif by == "account":
-        key = byte_ordered(session, BillingAccount.id)
-        base = _live(
-            select(BillingAccount.customer_id, BillingAccount.id).join(
-                Customer, Customer.id == BillingAccount.customer_id
-            ),
-            principal,
-        )
-    else:
-        key = {"name": Customer.name_key, "id_card": Customer.id_card_no, "registration_no": Customer.registration_no}[
-            by
-        ]
-        base = _live(select(Customer.id, key), principal)
-    queries = [base.where(key == term).order_by(key).limit(limit)]
-    if not exact:
-        queries.append(
-            base.where(prefix_range(key, term, digits=by in ("phone", "id_card")), key != term)
-            .order_by(key)
-            .limit(limit)
-        )
-    for query in queries:
-        for customer_id, value in (await session.execute(query)).all():
-            match = found.setdefault(customer_id, SearchMatch(by=by))
-            if by == "phone":
-                match.msisdn.append(value)
-            elif by == "account" and match.account_id is None:
-                match.account_id = value
-    return dict(list(found.items())[:limit])
-
-
-def byte_ordered(session: AsyncSession, column: Any) -> Any:
-    """`column` compared byte by byte: on PostgreSQL `COLLATE "C"` (what ix_billing_account_id_c indexes), so a
-    prefix range finds exactly the ids that start with it; SQLite compares bytes already."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column.collate("C")
-    return column
-
-
 @router.get(SEARCH, tags=["Customer search"], summary="Find customers by name, number, ID card, credit code or account")
 async def search_customers(
-    session: DbSession,
     access: Reader,
     q: Annotated[str, Query(min_length=1, max_length=64, description="What the customer gave: name, number, …")],
     by: Annotated[
@@ -488,47 +428,25 @@ async def search_customers(
     match: Annotated[Literal["prefix", "exact"], Query()] = "prefix",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JSONResponse:
+    """Exact matches first, then those that start with the term; one statement, no request transaction (the
+    audit row of an unmasked answer has one of its own)."""
     kind = guess_by(q.strip()) if by == "auto" else by
     term = normalise_term(q, kind)
-    matches = await _matches(session, kind, term, match == "exact", limit, access.principal)
-    rows = (
-        await session.execute(
-            select(Customer, CustomerMetrics.value_tier)
-            .outerjoin(CustomerMetrics, CustomerMetrics.customer_id == Customer.id)
-            .where(Customer.id.in_(list(matches)))
-        )
-    ).all()
+    manager = access.principal.subject if portfolio_only(access.principal) else None
+    found = await search.search(access.db, kind, term, exact=match == "exact", limit=limit, manager=manager)
     reveal = access.reveal_pii
     msisdn = _as_is if reveal else mask_msisdn
     id_card = _as_is if reveal else mask_id_card
-    exact_keys = {
-        "name": lambda c, m: c.name_key == term,
-        "phone": lambda c, m: term in m.msisdn,
-        "id_card": lambda c, m: c.id_card_no == term,
-        "registration_no": lambda c, m: c.registration_no == term,
-        "account": lambda c, m: m.account_id == term,
-    }
-    hits = []
-    for customer, value_tier in rows:
-        found = matches[customer.id]
-        shown = found.model_copy(update={"msisdn": [msisdn(n) or "" for n in found.msisdn]})
-        hits.append(
-            SearchHit(
-                id=customer.id,
-                href=f"{BASE}/customer/{customer.id}",
-                name=customer.name,
-                customer_type=customer.customer_type,
-                status=customer.status,
-                region=customer.region,
-                id_card_no=id_card(customer.id_card_no),
-                registration_no=customer.registration_no,
-                key_account=bool(customer.key_account),
-                value_tier=value_tier,
-                exact=exact_keys[kind](customer, found),
-                matched=shown,
-            )
+    hits = [
+        SearchHit(
+            **{**hit.customer, "id_card_no": id_card(hit.customer["id_card_no"])},
+            href=f"{BASE}/customer/{hit.customer['id']}",
+            exact=hit.exact,
+            matched=SearchMatch(by=kind, msisdn=[msisdn(n) or "" for n in hit.msisdn], account_id=hit.account_id),
         )
+        for hit in found
+    ]
     hits.sort(key=lambda h: (not h.exact, h.name or "", h.id))
-    await access.audit([h.id for h in hits], SEARCH_PII.get(kind, PII_FIELDS), session)
+    await access.audit([h.id for h in hits], SEARCH_PII.get(kind, PII_FIELDS))
     items = [h.model_dump(mode="json", by_alias=True) for h in hits]
     return JSONResponse(items, headers={**access.headers, "X-Result-Count": str(len(items)), "X-Search-By": kind})

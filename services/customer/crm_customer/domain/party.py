@@ -265,12 +265,22 @@ def byte_successor(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def prefix_upper(prefix: str, *, digits: bool) -> str | None:
+    """The smallest value above every value starting with `prefix`; None when there is none ("99…")."""
+    return digit_successor(prefix) if digits and prefix.isdigit() else byte_successor(prefix)
+
+
+def portfolio(manager: Any) -> ColumnElement[bool]:
+    """The key accounts (大客户) `manager` (a name, or a bound parameter for one) looks after."""
+    return Customer.key_account.is_(True) & (Customer.account_manager == manager)
+
+
 def prefix_range(column: Any, prefix: str, *, digits: bool) -> ColumnElement[bool]:
     """`column >= prefix AND column < successor`: a range the column's index answers without a scan.
 
     Digit-only values sort the same in every collation, so a digit successor is safe on any column; other
     values need a byte-ordered column ("C" collation on PostgreSQL, SQLite's default BINARY)."""
-    upper = digit_successor(prefix) if digits and prefix.isdigit() else byte_successor(prefix)
+    upper = prefix_upper(prefix, digits=digits)
     lower_bound = column >= prefix
     return lower_bound if upper is None else lower_bound & (column < upper)
 
