@@ -213,18 +213,21 @@ class Contracts:
     def knows(self, event_type: str) -> bool:
         return event_type in self.validators
 
-    def violations(self, event_type: str, data: Any) -> list[Violation]:
+    def violations(self, event_type: str, data: Any, *, integral: bool | None = None) -> list[Violation]:
         """What is wrong with `data` under its contract; empty when nothing is.
 
         Two validators of the same schema: the compiled one (Rust, ~1 µs) answers "valid" for the records that
         are, which is nearly all of them; the Python one explains the rest field by field. Data holding a
         non-integer number goes to the Python one only: the compiled one takes 129.0 for an integer, as JSON
-        Schema allows, where our contracts want money written as whole fen.
+        Schema allows, where our contracts want money written as whole fen. A caller that has already looked
+        through `data` for such numbers passes what it found as `integral`.
         """
         validator = self.validators.get(event_type)
         if validator is None:
             return [Violation("type", f"unknown event type {event_type!r}")]
-        if is_integral(data) and self.fast_validators[event_type].is_valid(data):
+        if integral is None:
+            integral = is_integral(data)
+        if integral and self.fast_validators[event_type].is_valid(data):
             return []
         errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
         out = []

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_kit.bus import Bus
-from crm_kit.db import Database, UtcDateTime, outbox_table, utcnow
+from crm_kit.db import Database, UtcDateTime, insert_many, outbox_table, utcnow
 from crm_kit.events import CloudEvent, Contracts, ContractViolation, Violation, topic_of
 from crm_kit.observability import ServiceMetrics
 
@@ -64,9 +64,12 @@ async def stage_prepared(session: AsyncSession, contracts: Contracts, events: Se
         if not contracts.knows(event_type) or topic_of(event_type) not in contracts.topics:
             raise ContractViolation(event_type, [Violation("type", f"no contract or topic for {event_type!r}")])
     if events:
-        now = utcnow()
-        await session.execute(
-            insert(outbox_table), [_row(e.event_id, e.event_type, e.subject, e.payload, now) for e in events]
+        await insert_many(
+            session,
+            outbox_table,
+            ("id", "aggregatetype", "aggregateid", "type", "payload"),
+            [(e.event_id, topic_of(e.event_type), e.subject, e.event_type, e.payload) for e in events],
+            same={"created_at": utcnow()},
         )
         session.info[STAGED] = True
     return len(events)

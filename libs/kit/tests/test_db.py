@@ -12,7 +12,7 @@ import pytest_asyncio
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
 from sqlalchemy.exc import StatementError
 
-from crm_kit.db import Database, UtcDateTime, insert_ignoring_duplicates, is_sqlite, kit_metadata
+from crm_kit.db import Database, UtcDateTime, insert_ignoring_duplicates, insert_many, is_sqlite, kit_metadata
 
 CST = timezone(timedelta(hours=8))
 
@@ -102,6 +102,46 @@ async def test_insert_ignoring_duplicates_keeps_the_first_row(db: Database):
     assert second.rowcount == 0
     async with db.sessions() as session:
         assert list(await session.execute(select(ledger.c.key, ledger.c.value))) == [("k", "first")]
+
+
+stamped = Table(
+    "stamped",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("value", String(32)),
+    Column("size", Integer),
+    Column("at", UtcDateTime),
+)
+
+
+async def test_insert_many_writes_every_row_with_the_shared_values_through_their_type(db: Database):
+    at = datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=CST)
+    rows = [(f"k{n:05d}", None if n % 7 == 0 else f"v{n}", n) for n in range(9_000)]
+    async with db.sessions.begin() as session:
+        assert await insert_many(session, stamped, ("key", "value", "size"), rows, same={"at": at}) == []
+    async with db.sessions() as session:
+        found = (await session.execute(select(stamped).order_by(stamped.c.key))).all()
+    assert [(r.key, r.value, r.size) for r in found] == rows
+    assert {r.at for r in found} == {at.astimezone(UTC)}
+
+
+async def test_insert_many_ignoring_duplicates_returns_only_the_rows_that_went_in(db: Database):
+    """More rows than one SQLite statement takes: each of them is returned once, a taken key never."""
+    async with db.sessions.begin() as session:
+        await insert_many(session, stamped, ("key", "value", "size"), [("k00003", "earlier", 0)])
+    rows = [(f"k{n:05d}", f"v{n}", n) for n in range(10_000)]
+    async with db.sessions.begin() as session:
+        went_in = await insert_many(
+            session, stamped, ("key", "value", "size"), rows, ignore_duplicates=True, returning="key"
+        )
+        again = await insert_many(
+            session, stamped, ("key", "value", "size"), rows[:10], ignore_duplicates=True, returning="key"
+        )
+    assert sorted(went_in) == [key for key, _, _ in rows if key != "k00003"]
+    assert again == []
+    async with db.sessions() as session:
+        assert await session.scalar(select(stamped.c.value).where(stamped.c.key == "k00003")) == "earlier"
+        assert await session.scalar(select(func.count()).select_from(stamped)) == 10_000
 
 
 async def test_ping_reaches_the_database(db: Database):

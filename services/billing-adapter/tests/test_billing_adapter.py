@@ -21,6 +21,7 @@ import httpx
 import pytest_asyncio
 
 from crm_billing_adapter.app import create_app
+from crm_billing_adapter.events import BOSS_NAMESPACE
 from crm_billing_adapter.settings import Settings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.settings import KafkaSettings, find_contracts_dir
@@ -261,6 +262,11 @@ async def test_event_ids_are_deterministic_so_a_replay_on_a_fresh_database_carri
         ids[p.event["data"]["boss_event_id"]].add(p.event["id"])
     assert all(len(v) == 1 for v in ids.values()), ids
     assert {p.event["id"] for p in before} == {p.event["id"] for p in after}
+    # RFC 4122 name-based (v5) ids of "<source>/<BOSS id>": the ids every earlier version of the adapter issued
+    source = before[0].event["source"].rsplit("/", 1)[1]
+    assert {p.event["id"] for p in before} == {
+        str(uuid.uuid5(BOSS_NAMESPACE, f"{source}/BOSS-DET-{n}")) for n in (1, 2)
+    }
 
 
 async def test_timestamps_in_any_rfc3339_spelling_the_contract_allows_are_accepted(adapter: Adapter):

@@ -25,7 +25,7 @@ from crm_billing_adapter.domain.reading import (
 from crm_billing_adapter.events import billing_event, event_id_for
 from crm_billing_adapter.models import IngestedRecord, QuarantinedRecord
 from crm_billing_adapter.observability import BATCH_SECONDS, RECORDS
-from crm_kit.db import insert_ignoring_duplicates, utcnow
+from crm_kit.db import insert_many, utcnow
 from crm_kit.events import Contracts
 from crm_kit.outbox import stage_prepared
 
@@ -151,25 +151,19 @@ async def _claim(session: AsyncSession, source: str, checked: list[Checked], eve
     """Insert the log rows; the ones that went in are ours, the rest were accepted before (or concurrently)."""
     if not checked:
         return set()
-    now = utcnow()
-    table = IngestedRecord.__table__
-    statement = insert_ignoring_duplicates(session.bind.dialect.name, table).returning(table.c.boss_event_id)
-    rows = [
-        {
-            "source": source,
-            "boss_event_id": c.boss_event_id,
-            "event_id": event_ids[c.boss_event_id],
-            "event_type": c.event_type,
-            "customer_id": c.data["customer_id"],
-            "payload_sha256": c.digest,
-            "received_at": now,
-        }
-        for c in checked
-    ]
-    # One cached statement run for many rows (SQLAlchemy batches it into multi-row INSERTs), rather than a
-    # freshly compiled VALUES list per chunk, which cost more than the insert itself.
-    result = await session.execute(statement, rows)
-    return set(result.scalars().all())
+    claimed = await insert_many(
+        session,
+        IngestedRecord.__table__,
+        ("source", "boss_event_id", "event_id", "event_type", "customer_id", "payload_sha256"),
+        [
+            (source, c.boss_event_id, event_ids[c.boss_event_id], c.event_type, c.data["customer_id"], c.digest)
+            for c in checked
+        ],
+        same={"received_at": utcnow()},
+        ignore_duplicates=True,
+        returning="boss_event_id",
+    )
+    return set(claimed)
 
 
 async def _digests(session: AsyncSession, source: str, ids: list[str]) -> dict[str, str]:

@@ -301,7 +301,8 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
             index, "data is required and must be an object", f"{at}.data", json_text(value), boss_id, event_type
         )
     data = {**data, "boss_event_id": boss_id}
-    canonical = _canonical(kind, data)
+    integral = is_integral(data)
+    canonical = _canonical(kind, data, integral)
     if canonical is None:
         return Rejected(
             index,
@@ -311,7 +312,7 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
             boss_id,
             event_type,
         )
-    violations = contracts.violations(event_type, data)
+    violations = contracts.violations(event_type, data, integral=integral)
     if violations:
         reason = "; ".join(f"data.{v.field}: {v.message}" if v.field else v.message for v in violations[:5])
         first = violations[0].field
@@ -332,11 +333,11 @@ def check_record(contracts: Contracts, index: int, value: Any) -> Checked | Reje
     return Checked(index, boss_id, event_type, data, hashlib.sha256(canonical).hexdigest(), occurred)
 
 
-def _canonical(kind: str, data: dict[str, Any]) -> bytes | None:
+def _canonical(kind: str, data: dict[str, Any], integral: bool) -> bytes | None:
     """The record's content as JSON with sorted keys, what its digest is taken of (the same content, the same
     bytes); None when a string in it is not Unicode text (an unpaired surrogate, which orjson refuses)."""
     record = {"event_type": kind, "data": data}
-    if is_integral(data):
+    if integral:
         try:
             return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
