@@ -190,6 +190,9 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._observed_at = -OBSERVE_SECONDS
+        self._published_upto = 0
+        self._unmarked: tuple[int, int] | None = None
+        self._marking: asyncio.Task[None] | None = None
         event.listen(db.session_class, "after_commit", self._after_commit)
 
     def _after_commit(self, session: Any) -> None:
@@ -241,17 +244,47 @@ class OutboxRelay:
                     await _publish(producer, rows, self.metrics)
                     await session.execute(_mark_sent(rows))
         else:
-            # SQLite: read, publish, then mark in a transaction of its own. Marking inside the reading
-            # transaction would make SQLite refuse the write (its snapshot is stale once a writer committed
-            # meanwhile) and the whole round be sent again.
+            # SQLite (one relay per database): read past what this relay has published, publish, and mark the
+            # rows sent in the background. Waiting for the mark's write would stall publishing behind every
+            # writer queued on the database (a feed's pushes), while the backlog grows.
             async with self.db.sessions() as session:
-                rows = (await session.execute(query)).all()
+                rows = (await session.execute(query.where(outbox_table.c.seq > self._published_upto))).all()
             if rows:
                 await _publish(producer, rows, self.metrics)
-                async with self.db.sessions.begin() as session:
-                    await session.execute(_mark_range_sent(rows))
+                self._published_upto = rows[-1].seq
+                self._unmarked = (rows[0].seq if self._unmarked is None else self._unmarked[0], rows[-1].seq)
+            self._start_marking()
         await self._observe_backlog()
         return len(rows)
+
+    def _start_marking(self) -> asyncio.Task[None] | None:
+        """One mark runs at a time, for the whole range published and not yet marked."""
+        if self._unmarked is not None and (self._marking is None or self._marking.done()):
+            self._marking = asyncio.create_task(self._mark_published(), name="outbox-mark-sent")
+        return self._marking
+
+    async def _mark_published(self) -> None:
+        """Mark the published range sent, again while publishing added to it. A failed mark keeps the range for
+        the next round; rows never marked are sent again after a restart (at least once, as always)."""
+        while self._unmarked is not None:
+            first, last = self._unmarked
+            try:
+                async with self.db.sessions.begin() as session:
+                    await session.execute(_mark_range_sent(first, last))
+            except Exception as exc:  # the database is away: the next round tries again
+                log.warning("outbox relay could not mark rows %d-%d sent yet: %s", first, last, exc)
+                return
+            if self._unmarked == (first, last):
+                self._unmarked = None
+            else:
+                self._unmarked = (last + 1, self._unmarked[1])
+
+    async def flush_marks(self) -> None:
+        """Wait until every published row is marked sent (at shutdown, and for tests that read the table)."""
+        while (marking := self._start_marking()) is not None and self._unmarked is not None:
+            await marking
+            if self._unmarked is not None:
+                await asyncio.sleep(0.1)
 
     async def _observe_backlog(self) -> None:
         """Backlog and age gauges, from index look-ups and at most once a second: a COUNT over a big backlog
@@ -280,13 +313,13 @@ def _mark_sent(rows: Sequence[Any]) -> Any:
     return update(outbox_table).where(outbox_table.c.seq.in_([r.seq for r in rows])).values(sent_at=utcnow())
 
 
-def _mark_range_sent(rows: Sequence[Any]) -> Any:
-    """SQLite: the rows read are every unsent row from the first seq read to the last, so the range names them
-    with two parameters instead of thousands. Nothing can join the range meanwhile: SQLite has one writer at a
-    time, so rows commit in seq order, and a new row's seq is above every existing one."""
+def _mark_range_sent(first: int, last: int) -> Any:
+    """SQLite: the rows published are every unsent row from the first seq read to the last, so the range names
+    them with two parameters instead of thousands. Nothing can join the range meanwhile: SQLite has one writer
+    at a time, so rows commit in seq order, and a new row's seq is above every existing one."""
     return (
         update(outbox_table)
-        .where(outbox_table.c.seq.between(rows[0].seq, rows[-1].seq), outbox_table.c.sent_at.is_(None))
+        .where(outbox_table.c.seq.between(first, last), outbox_table.c.sent_at.is_(None))
         .values(sent_at=utcnow())
     )
 
@@ -302,6 +335,7 @@ async def _publish(producer: AIOKafkaProducer, rows: list[Any], metrics: Service
     Kafka promises it: a key always maps to the same partition, and a partition's batches are sent in seq order.
     """
     partitions: dict[str, list[int]] = {}
+    partition_of: dict[tuple[str, bytes], int] = {}
     open_batches: dict[tuple[str, int], Any] = {}
     sent: list[asyncio.Future[Any]] = []
     published: dict[str, int] = {}
@@ -311,7 +345,11 @@ async def _publish(producer: AIOKafkaProducer, rows: list[Any], metrics: Service
             partitions[topic] = sorted(await producer.partitions_for(topic))
         key = r.aggregateid.encode() or None
         value = r.payload.encode()
-        partition = PARTITIONER(key, partitions[topic], partitions[topic]) if key else random.choice(partitions[topic])
+        if key is None:
+            partition = random.choice(partitions[topic])
+        elif (partition := partition_of.get((topic, key))) is None:
+            # murmur2 in Python: once per customer a round, not once per event (a customer's events come together)
+            partition = partition_of[(topic, key)] = PARTITIONER(key, partitions[topic], partitions[topic])
         batch = open_batches.get((topic, partition))
         if batch is None:
             batch = open_batches[(topic, partition)] = producer.create_batch()
