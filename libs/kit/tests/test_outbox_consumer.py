@@ -247,6 +247,24 @@ async def test_writers_committing_while_the_relay_publishes_never_make_it_send_a
     assert sorted(ids) == sorted(e.id for e in staged), "each event once, none twice"
 
 
+async def test_a_writer_holding_the_database_does_not_hold_up_publishing(bench: Bench):
+    """On SQLite one writer at a time: a relay that waited to mark a round sent before publishing the next would
+    stall behind every queued writer (a feed's pushes) while the backlog grows. It publishes on, marks later."""
+    relay = OutboxRelay(bench.db, bench.bus, service_metrics(SERVICE), batch_size=100)
+    bench.relays.append(relay)
+    staged = [profile(f"C{n}") for n in range(5)]
+    await bench.stage(*staged)
+    async with bench.db.sessions() as writer:
+        await writer.execute(insert(applied).values(event_id="held", customer_id="C0"))  # holds the write lock
+        assert await asyncio.wait_for(relay.publish_pending(), 10) == 5
+        assert await asyncio.wait_for(relay.publish_pending(), 10) == 0, "a published row is not sent again"
+        records = await read_topic(bench.bootstrap, TOPIC, expect=5)
+        assert sorted(json.loads(r.value)["id"] for r in records) == sorted(e.id for e in staged)
+        await writer.rollback()
+    await asyncio.wait_for(relay.flush_marks(), 10)
+    assert await bench.pending() == []
+
+
 async def _none_pending(bench: Bench) -> bool:
     return not await bench.pending()
 
