@@ -60,15 +60,16 @@ class PreparedEvent(NamedTuple):
 async def stage_prepared(session: AsyncSession, contracts: Contracts, events: Sequence[PreparedEvent]) -> int:
     """`stage` for events made as JSON directly, the hot path of a feed: each type is checked to have a contract
     and a topic once, the rows go in as one statement."""
-    for event_type in {e.event_type for e in events}:
-        if not contracts.knows(event_type) or topic_of(event_type) not in contracts.topics:
+    topics = {event_type: topic_of(event_type) for event_type in {e.event_type for e in events}}
+    for event_type, topic in topics.items():
+        if not contracts.knows(event_type) or topic not in contracts.topics:
             raise ContractViolation(event_type, [Violation("type", f"no contract or topic for {event_type!r}")])
     if events:
         await insert_many(
             session,
             outbox_table,
             ("id", "aggregatetype", "aggregateid", "type", "payload"),
-            [(e.event_id, topic_of(e.event_type), e.subject, e.event_type, e.payload) for e in events],
+            [(e.event_id, topics[e.event_type], e.subject, e.event_type, e.payload) for e in events],
             same={"created_at": utcnow()},
         )
         session.info[STAGED] = True
