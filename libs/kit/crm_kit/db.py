@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,7 +117,39 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
+
+
+class _WriteQueue:
+    """The queue of a database file's writers: this process's threads wait on a lock, and the process then waits
+    on an exclusive flock of a file beside the database (`<file>-writers`), which the other processes on the
+    file (a `crm relay`, a second worker) take the same way; the kernel wakes the next the moment it is free."""
+
+    def __init__(self, database: Path) -> None:
+        self.threads = threading.Lock()
+        self.path = database.with_name(database.name + "-writers")
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        if not self.threads.acquire(timeout=timeout):
+            return False
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.threads.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self.threads.release()
+
+
+_WRITE_QUEUES: dict[str, _WriteQueue] = {}
 
 
 class _QueuedWriteCursor(sqlite3.Cursor):
@@ -136,16 +171,16 @@ class _QueuedWriteCursor(sqlite3.Cursor):
 
 
 class _QueuedWriteConnection(sqlite3.Connection):
-    """A SQLite connection whose write transactions queue on a lock the process holds per database file.
+    """A SQLite connection whose write transactions queue (`_WriteQueue`) per database file.
 
     SQLite has one writer at a time, and a writer that finds the database locked sleeps and polls (1 ms, then
     up to 100 ms between tries) with no queue: under steady writes from the consumers, a request's or the
-    outbox relay's write could starve for the whole busy timeout. Here the service's own writers wait on a
-    lock instead and the next one starts the moment the last commits. The transaction starts where the sqlite3
+    outbox relay's write could starve for the whole busy timeout. Here the service's own writers wait in a
+    queue instead and the next one starts the moment the last commits. The transaction starts where the sqlite3
     module starts it, at the first INSERT/UPDATE/DELETE/REPLACE, so reads never wait.
     """
 
-    write_lock: threading.Lock
+    write_lock: _WriteQueue
     lock_timeout: float
     holds_write_lock = False
 
@@ -187,8 +222,9 @@ class _QueuedWriteConnection(sqlite3.Connection):
 
 
 def _queued_writes(database: str, timeout: float) -> type[_QueuedWriteConnection]:
-    """The connection class for one database file: every engine on that file in this process shares its lock."""
-    lock = _WRITE_LOCKS.setdefault(str(Path(database).resolve()), threading.Lock())
+    """The connection class for one database file: every engine on that file in this process shares its queue."""
+    path = Path(database).resolve()
+    lock = _WRITE_QUEUES.setdefault(str(path), _WriteQueue(path))
     return type("QueuedWriteConnection", (_QueuedWriteConnection,), {"write_lock": lock, "lock_timeout": timeout})
 
 
@@ -343,6 +379,31 @@ async def upgrade_async(url: str, migrations_dir: Path) -> None:
     await asyncio.to_thread(upgrade, url, migrations_dir)
 
 
+MIGRATION_LOCK = 0x63726D6D6967
+"""The PostgreSQL advisory lock a service's migrations run under ("crmmig")."""
+
+
+@contextlib.contextmanager
+def _one_migrator_at_a_time(connection: Connection) -> Iterator[None]:
+    """Replicas (or uvicorn workers) starting together all migrate at startup; one at a time, each after the
+    last has committed, so the later ones find the database at head instead of creating the same tables again:
+    an advisory lock on PostgreSQL, an exclusive flock of `<file>-migrations` beside a SQLite file."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+        return
+    database = connection.engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}-migrations", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def run_migrations(target_metadata: list[MetaData]) -> None:
     """The body of every service's `migrations/env.py`: online, async, against `sqlalchemy.url`."""
     from alembic import context
@@ -357,8 +418,10 @@ def run_migrations(target_metadata: list[MetaData]) -> None:
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
         )
-        with context.begin_transaction():
-            context.run_migrations()
+        with _one_migrator_at_a_time(connection):
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()  # inside the lock: the next migrator must find this one's work done
 
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, literal_binds=True)

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.exc import StatementError
 
-from crm_kit.db import Database, UtcDateTime, insert_ignoring_duplicates, insert_many, is_sqlite, kit_metadata
+from crm_kit.db import (
+    Database,
+    UtcDateTime,
+    insert_ignoring_duplicates,
+    insert_many,
+    is_sqlite,
+    kit_metadata,
+)
 
 CST = timezone(timedelta(hours=8))
 
@@ -208,3 +218,52 @@ async def test_a_waiting_writer_gets_in_at_the_next_commit_not_after_a_busy_writ
     finally:
         stop.set()
         await busy
+
+
+MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade():
+    for name in ("gadgets", "widgets", "sprockets"):
+        op.create_table(name, sa.Column("id", sa.Integer, primary_key=True), sa.Column("label", sa.String(32)))
+        op.create_index(f"ix_{name}_label", name, ["label"])
+
+
+def downgrade():
+    pass
+"""
+
+
+async def test_workers_starting_together_migrate_one_at_a_time(
+    database_url: Callable[[str], Awaitable[str]], tmp_path: Path
+):
+    """uvicorn workers (or replicas) each migrate at startup: on a fresh database the later ones must wait for
+    the first and find it at head, not create the same tables again and fail to start."""
+    migrations = tmp_path / "migrations"
+    (migrations / "versions").mkdir(parents=True)
+    (migrations / "env.py").write_text("from crm_kit.db import run_migrations\n\nrun_migrations([])\n")
+    (migrations / "versions" / "0001_parts.py").write_text(MIGRATION)
+    for attempt in range(3):
+        url = await database_url(f"migrated{attempt}")
+        start_at = time.time() + 3  # every worker imported and waiting: they start as one
+        code = (
+            "import time; from crm_kit.db import upgrade; "
+            f"time.sleep(max(0, {start_at} - time.time())); upgrade({url!r}, {str(migrations)!r})"
+        )
+        workers = [
+            await asyncio.create_subprocess_exec(sys.executable, "-c", code, stderr=asyncio.subprocess.PIPE)
+            for _ in range(4)
+        ]
+        failures = [(await w.communicate())[1].decode()[-600:] for w in workers]
+        assert [(w.returncode, f) for w, f in zip(workers, failures, strict=True) if w.returncode] == []
+        db = Database(url)
+        try:
+            async with db.sessions() as session:
+                assert await session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        finally:
+            await db.dispose()
