@@ -1,13 +1,15 @@
-"""`crm`: the operator's command line — simulate a BOSS feed, import a BOSS batch file, write a test file."""
+"""`crm`: the operator's command line — simulate a BOSS feed, import a BOSS batch file, write a test file, run a
+service's outbox relay as a process of its own."""
 
 import typer
 
-from crm_kit import boss_files, simulator
+from crm_kit import boss_files, relay, simulator
 
 cli = typer.Typer(help="Telecom CRM operator commands.", no_args_is_help=True, add_completion=False)
 cli.command("simulate")(simulator.simulate)
 cli.command("import")(boss_files.import_file)
 cli.command("usage-file")(boss_files.write_usage_file)
+cli.command("relay")(relay.relay)
 
 
 def main() -> None:

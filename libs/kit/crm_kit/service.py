@@ -225,7 +225,8 @@ async def _prepare_bus(rt: Runtime) -> None:
 
 async def _start_background(rt: Runtime) -> None:
     await _prepare_bus(rt)
-    rt.tasks.append(asyncio.create_task(rt.relay.run(), name=f"{rt.name}-outbox-relay"))
+    if rt.settings.outbox_relay:
+        rt.tasks.append(asyncio.create_task(rt.relay.run(), name=f"{rt.name}-outbox-relay"))
     for c in rt.consumers:
         rt.tasks.append(asyncio.create_task(c.run(), name=f"{rt.name}-consumer-{c.sub.group}"))
 

@@ -68,6 +68,11 @@ class ServiceSettings(AppSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     contracts_dir: Path = Field(default_factory=find_contracts_dir)
+    outbox_relay: bool = Field(
+        True,
+        description="whether this process publishes its outbox; false where `crm relay` runs beside it as a process "
+        "of its own",
+    )
     outbox_batch_size: int = 5000
     outbox_poll_seconds: float = 0.5
     consumer_max_attempts: int = 5

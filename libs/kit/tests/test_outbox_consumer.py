@@ -10,6 +10,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -263,6 +266,25 @@ async def test_a_writer_holding_the_database_does_not_hold_up_publishing(bench: 
         await writer.rollback()
     await asyncio.wait_for(relay.flush_marks(), 10)
     assert await bench.pending() == []
+
+
+async def test_crm_relay_publishes_a_service_outbox_as_a_process_of_its_own(bench: Bench):
+    """`crm relay` beside a service whose own relay is off: rows staged before it starts and while it runs (by
+    another process, on the same database) go out once each, are marked sent, and SIGTERM stops it cleanly."""
+    before = [profile(f"C{n}") for n in range(3)]
+    await bench.stage(*before)
+    env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": bench.bootstrap, "CRM_LOG_LEVEL": "WARNING"}
+    command = ("relay", "--service", "kit-test", "--database-url", bench.db.url, "--poll-seconds", "0.05")
+    relay = await asyncio.create_subprocess_exec(sys.executable, "-m", "crm_kit.cli", *command, env=env)
+    try:
+        during = [profile(f"D{n}") for n in range(3)]
+        await bench.stage(*during)
+        await eventually(lambda: _none_pending(bench), timeout=30)
+        records = await read_topic(bench.bootstrap, TOPIC, expect=7, timeout=3)
+        assert sorted(json.loads(r.value)["id"] for r in records) == sorted(e.id for e in [*before, *during])
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(relay.wait(), 15) == 0
 
 
 async def _none_pending(bench: Bench) -> bool:

@@ -11,6 +11,9 @@ import contextlib
 import copy
 import gzip
 import json
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -241,6 +244,32 @@ async def test_one_record_of_every_billing_kind_in_the_contracts_is_published_on
         assert sorted(e["type"] for e in events) == sorted(f"billing.{rec['event_type']}.v1" for rec in mine)
         for f, event in zip(found, events, strict=True):
             assert f.key.decode() == event["subject"] == event["data"]["customer_id"]
+
+
+async def test_with_its_relay_off_the_adapter_leaves_publishing_to_a_crm_relay_process(start: Start):
+    """The heavy-feed deployment: API workers with `outbox_relay` off and one `crm relay` beside them."""
+    batch = [record("activated", "BOSS-RLY-1", "C310"), record("suspended", "BOSS-RLY-2", "C310")]
+
+    async def mine(timeout: float) -> list[str]:
+        found = await read_topic(adapter.bootstrap, TOPIC, expect=10_000, timeout=timeout)
+        return sorted(e["data"]["boss_event_id"] for e in map(json.loads, (r.value for r in found)))
+
+    async with start(outbox_relay=False) as adapter:
+        assert (await adapter.push(batch)).status_code == 202
+        await asyncio.sleep(1)  # an in-process relay would have published by now
+        assert [i for i in await mine(timeout=1) if i.startswith("BOSS-RLY")] == []
+        env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": adapter.bootstrap, "CRM_LOG_LEVEL": "WARNING"}
+        command = ("relay", "--service", "billing-adapter", "--database-url", adapter.settings.database_url)
+        relay = await asyncio.create_subprocess_exec(sys.executable, "-m", "crm_kit.cli", *command, env=env)
+        try:
+
+            async def published_by_relay() -> bool:
+                return [i for i in await mine(timeout=1) if i.startswith("BOSS-RLY")] == ["BOSS-RLY-1", "BOSS-RLY-2"]
+
+            await eventually(published_by_relay, timeout=30)
+        finally:
+            relay.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(relay.wait(), 15) == 0
 
 
 async def test_event_ids_are_deterministic_so_a_replay_on_a_fresh_database_carries_the_same_ids(
