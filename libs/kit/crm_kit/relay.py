@@ -21,6 +21,7 @@ from crm_kit.bus import Bus
 from crm_kit.db import Database
 from crm_kit.observability import configure_logging, service_metrics
 from crm_kit.outbox import OutboxRelay
+from crm_kit.service import tune_interpreter_for_requests
 from crm_kit.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def _run(database_url: str, service: str, batch_size: int, poll_seconds: f
     db = Database(database_url)
     bus = Bus(KafkaSettings(), client_id=f"{service}-relay")
     outbox = OutboxRelay(db, bus, service_metrics(service), batch_size=batch_size, poll_seconds=poll_seconds)
+    tune_interpreter_for_requests()  # a round allocates thousands of short-lived objects, as a request does
     task = asyncio.create_task(outbox.run(), name=f"{service}-outbox-relay")
     loop = asyncio.get_running_loop()
     for stop in (signal.SIGTERM, signal.SIGINT):
