@@ -203,6 +203,13 @@ class OutboxRelay:
     def detach(self) -> None:
         event.remove(self.db.session_class, "after_commit", self._after_commit)
 
+    async def close(self, timeout: float = 5.0) -> None:
+        """After `run` has stopped: what was published, marked sent (within `timeout`), so that a restart does not
+        send it again; then stop listening for commits."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush_marks(), timeout)
+        self.detach()
+
     async def run(self) -> None:
         failures = 0
         while True:

@@ -58,9 +58,7 @@ async def _run(database_url: str, service: str, batch_size: int, poll_seconds: f
         with contextlib.suppress(asyncio.CancelledError):
             await task
     finally:
-        with contextlib.suppress(Exception):  # what was published, marked sent, so a restart does not resend it
-            await asyncio.wait_for(outbox.flush_marks(), 5)
-        outbox.detach()
+        await outbox.close()
         await bus.close()
         await db.dispose()
         log.info("%s outbox relay stopped", service)

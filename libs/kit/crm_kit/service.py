@@ -280,9 +280,7 @@ def create_service_app(
             for t in [starter, *rt.tasks]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
-            with contextlib.suppress(Exception):  # what was published, marked sent, so a restart does not resend it
-                await asyncio.wait_for(relay.flush_marks(), 5)
-            relay.detach()
+            await relay.close()
             await bus.close()
             await db.dispose()
             log.info("%s stopped", name)
