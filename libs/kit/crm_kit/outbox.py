@@ -19,12 +19,11 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic_core import to_json
-from sqlalchemy import String, bindparam, event, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_kit.bus import Bus
-from crm_kit.db import Database, UtcDateTime, insert_many, outbox_table, utcnow
+from crm_kit.db import Database, insert_many, outbox_table, utcnow
 from crm_kit.events import CloudEvent, Contracts, ContractViolation, Violation, topic_of
 from crm_kit.observability import ServiceMetrics
 
@@ -91,17 +90,6 @@ async def stage(session: AsyncSession, contracts: Contracts, events: Iterable[Cl
 BULK_CHUNK = 5_000
 """Events per statement when staging in bulk."""
 
-_UNNEST = text(
-    "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at) "
-    "SELECT u.id, :aggregatetype, u.aggregateid, :type, u.payload, :created_at "
-    "FROM unnest(:ids, :aggregateids, :payloads) AS u(id, aggregateid, payload)"
-).bindparams(
-    bindparam("ids", type_=ARRAY(String)),
-    bindparam("aggregateids", type_=ARRAY(String)),
-    bindparam("payloads", type_=ARRAY(String)),
-    bindparam("created_at", type_=UtcDateTime),
-)
-
 
 async def stage_many(
     session: AsyncSession,
@@ -117,58 +105,23 @@ async def stage_many(
     and validating a CloudEvent each would take longer than the change. The template is validated in full, and
     so is the first item of each chunk; the items of a chunk differ only in values the caller took from
     validated data (customer ids), so the rest are not checked again. `data` must be JSON-ready (strings, numbers,
-    no datetimes). Each chunk is one statement: on PostgreSQL one INSERT … SELECT FROM unnest(arrays), elsewhere
-    one executemany.
+    no datetimes). Each chunk is one `insert_many`.
     """
     contracts.validate_event(template)
     envelope = template.model_dump(mode="json", exclude_none=True)
-    created_at = utcnow()
-    postgresql = session.get_bind().dialect.name == "postgresql"
+    same = {"aggregatetype": template.topic, "type": template.type, "created_at": utcnow()}
     for start in range(0, len(items), chunk_size):
         chunk = items[start : start + chunk_size]
         contracts.validate(template.type, chunk[0][1])
-        ids = [str(uuid.uuid4()) for _ in chunk]
-        payloads = [
-            to_json({**envelope, "id": eid, "subject": subject, "data": data}).decode()
-            for eid, (subject, data) in zip(ids, chunk, strict=True)
-        ]
-        if postgresql:
-            await session.execute(
-                _UNNEST,
-                {
-                    "ids": ids,
-                    "aggregateids": [subject for subject, _ in chunk],
-                    "payloads": payloads,
-                    "aggregatetype": template.topic,
-                    "type": template.type,
-                    "created_at": created_at,
-                },
-            )
-        else:
-            await session.execute(insert(outbox_table), _rows(template, ids, chunk, payloads, created_at))
+        rows = []
+        for subject, data in chunk:
+            event_id = str(uuid.uuid4())
+            payload = to_json({**envelope, "id": event_id, "subject": subject, "data": data}).decode()
+            rows.append((event_id, subject, payload))
+        await insert_many(session, outbox_table, ("id", "aggregateid", "payload"), rows, same=same)
     if items:
         session.info[STAGED] = True
     return len(items)
-
-
-def _rows(
-    template: CloudEvent,
-    ids: list[str],
-    chunk: Sequence[tuple[str, dict[str, Any]]],
-    payloads: list[str],
-    created_at: datetime,
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": eid,
-            "aggregatetype": template.topic,
-            "aggregateid": subject,
-            "type": template.type,
-            "payload": payload,
-            "created_at": created_at,
-        }
-        for eid, (subject, _), payload in zip(ids, chunk, payloads, strict=True)
-    ]
 
 
 OBSERVE_SECONDS = 1.0
