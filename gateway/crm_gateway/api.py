@@ -77,6 +77,8 @@ async def proxy(request: Request, path: str) -> Response:
     if request.client:  # the server has already resolved the client through the proxies it trusts
         headers.append(("X-Forwarded-For", request.client.host))
     headers.append(("X-Forwarded-Proto", request.url.scheme))
+    if route.connection_per_request:
+        headers.append(("Connection", "close"))
     client = _client(request)
     upstream_request = client.build_request(
         request.method,

@@ -30,6 +30,11 @@ class Route:
     timeout_seconds: float
     streams_body: bool = False
     """Pass the request body on as it arrives (a BOSS file of gigabytes) instead of reading it first."""
+    connection_per_request: bool = False
+    """Close the upstream connection after each request. For BOSS pushes, megabytes and a quarter-second of work
+    each: a kept-alive connection would pin every push to the worker (or replica) that happened to accept it,
+    while a fresh one goes to whichever worker is free to accept, so a feed spreads over all of them. The
+    connect costs a fraction of a millisecond a push."""
 
     def matches(self, path: str) -> bool:
         """Whole path segments only: `/api/v1/customers` serves `/api/v1/customers/C1`, not `/api/v1/customersx`."""
@@ -51,7 +56,13 @@ class RouteTable:
     def from_settings(cls, s: Settings) -> RouteTable:
         return cls(
             [
-                Route("/boss/v1/", "billing-adapter", s.billing_adapter_url, s.boss_timeout_seconds),
+                Route(
+                    "/boss/v1/",
+                    "billing-adapter",
+                    s.billing_adapter_url,
+                    s.boss_timeout_seconds,
+                    connection_per_request=True,
+                ),
                 Route(
                     BOSS_FILES,
                     "billing-adapter",

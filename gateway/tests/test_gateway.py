@@ -56,6 +56,7 @@ def upstream(name: str, *, ready: bool = True) -> FastAPI:
                 "forwarded_for": request.headers.getlist("x-forwarded-for"),
                 "authorization": request.headers.get("authorization"),
                 "host": request.headers.get("host"),
+                "peer": f"{request.client.host}:{request.client.port}" if request.client else None,
             },
             status_code=status,
             headers={"X-Total-Count": "42", "Location": request.scope["raw_path"].decode("ascii") + "/new"},
@@ -80,9 +81,10 @@ async def gateway(**settings: object) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest_asyncio.fixture
 async def gw() -> AsyncIterator[Gateway]:
+    # proxy_headers off: the stand-ins report the connection's own address, not the one forwarded
     async with (
-        serve(upstream("customer")) as customer,
-        serve(upstream("billing-adapter")) as billing,
+        serve(upstream("customer"), proxy_headers=False) as customer,
+        serve(upstream("billing-adapter"), proxy_headers=False) as billing,
         gateway(customer_url=customer, billing_adapter_url=billing) as client,
     ):
         yield Gateway(client, customer, billing)
@@ -154,6 +156,15 @@ async def test_query_string_body_and_headers_pass_through(gw: Gateway):
     assert seen["host"] == gw.customer.removeprefix("http://"), "the upstream is addressed by its own host"
     assert r.headers["x-total-count"] == "42"
     assert r.headers["location"] == f"{CUSTOMER}/C1/new"
+
+
+async def test_each_boss_push_reaches_the_adapter_on_a_connection_of_its_own(gw: Gateway):
+    """A push pinned to a kept-alive connection would pin a whole feed to one adapter worker; the other routes
+    keep their connections."""
+    pushes = [(await gw.client.post("/boss/v1/events", content=b"{}")).json()["peer"] for _ in range(3)]
+    assert len(set(pushes)) == 3, pushes
+    reads = [(await gw.client.get(f"{CUSTOMER}/C1")).json()["peer"] for _ in range(3)]
+    assert len(set(reads)) == 1, reads
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])

@@ -89,10 +89,11 @@ async def _admin(server: str, sql: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run an ASGI app on a real loopback port (with its lifespan); yields the base URL."""
+async def serve(app: Any, port: int | None = None, **options: Any) -> AsyncIterator[str]:
+    """Run an ASGI app on a real loopback port (with its lifespan); yields the base URL. `options` go to
+    `uvicorn.Config`."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
