@@ -95,6 +95,8 @@ async def push_events(
         )
     await admission.ensure_room(session, settings, len(records))
     result = await ingest.ingest(session, rt.contracts, ingest.Origin(source), records)
+    # Committed before the receipt of thousands of outcomes is written: the next push need not wait for it.
+    await session.commit()
     receipt = _receipt(result)
     if receipt["rejected"]:
         first = next(o for o in result.outcomes if o.status == "rejected")

@@ -106,13 +106,16 @@ async def ingest(
         checked.append(c)
 
     event_ids = {c.boss_event_id: event_id_for(source, c.boss_event_id) for c in checked}
+    # Every record's event is written before the claim, which takes the database's one writer (SQLite) until
+    # the commit: a feed's records are nearly all new, and other pushes wait on that writer.
+    prepared = [billing_event(source, c.event_type, c.data, event_ids[c.boss_event_id], c.occurred_at) for c in checked]
     fresh = await _claim(session, source, checked, event_ids)
     known = await _digests(session, source, [c.boss_event_id for c in checked if c.boss_event_id not in fresh])
     events = []
-    for c in checked:
+    for c, event in zip(checked, prepared, strict=True):
         if c.boss_event_id in fresh:
             outcomes[c.index] = Outcome(c.index, "accepted", c.boss_event_id)
-            events.append(billing_event(source, c.event_type, c.data, event_ids[c.boss_event_id], c.occurred_at))
+            events.append(event)
         else:
             outcomes[c.index] = _repeat(c, known.get(c.boss_event_id, ""), records[c.index], keep)
     for c in repeats:
