@@ -79,7 +79,8 @@ outbox_table = Table(
     "outbox",
     kit_metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
-    Column("id", String(64), nullable=False, unique=True),
+    # Unique by construction (uuid4, or the uuid5 of a record claimed once) and never looked up: no index.
+    Column("id", String(64), nullable=False),
     Column("aggregatetype", String(128), nullable=False, doc="the topic"),
     Column("aggregateid", String(128), nullable=False, doc="the message key: the customer id"),
     Column("type", String(128), nullable=False),
