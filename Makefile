@@ -10,8 +10,10 @@ PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Bytecode compiled at install, as a service image would be: with PYTHONDONTWRITEBYTECODE set (as on CI machines
+# and in many images) every process would otherwise compile its libraries again at each start, seconds of CPU.
 install: $(if $(findstring .tools,$(UV)),.tools/bin/uv)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 run: install ## start broker, services and gateway on loopback with the demo population; Ctrl-C stops all
 	$(UV) run --frozen crm-dev run
