@@ -114,7 +114,9 @@ def _bare_rate(bootstrap: str, events: list[tuple[str, bytes, bytes]], folder: P
     feed = folder / "bare-feed.pickle"
     feed.write_bytes(pickle.dumps(events, protocol=pickle.HIGHEST_PROTOCOL))
     try:
-        command = [sys.executable, "-m", "tests.bench_boss", "bare", bootstrap, str(feed), *(["--tuned"] * tuned)]
+        command = [sys.executable, "-m", "tests.bench_boss", "bare", bootstrap, str(feed)]
+        if tuned:
+            command.append("--tuned")
         return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
     finally:
         feed.unlink()

@@ -42,6 +42,10 @@ class Route:
         return path == base or path.startswith(base + "/")
 
 
+BOSS_PUSHES = "/boss/v1/events"
+"""Where the BOSS pushes its batches: each on an upstream connection of its own (the quarantine and job reads
+under `/boss/v1/` keep theirs)."""
+
 BOSS_FILES = "/boss/v1/imports"
 """Where BOSS batch files are uploaded: streamed through, with a body limit of their own."""
 
@@ -56,8 +60,9 @@ class RouteTable:
     def from_settings(cls, s: Settings) -> RouteTable:
         return cls(
             [
+                Route("/boss/v1/", "billing-adapter", s.billing_adapter_url, s.boss_timeout_seconds),
                 Route(
-                    "/boss/v1/",
+                    BOSS_PUSHES,
                     "billing-adapter",
                     s.billing_adapter_url,
                     s.boss_timeout_seconds,

@@ -165,6 +165,8 @@ async def test_each_boss_push_reaches_the_adapter_on_a_connection_of_its_own(gw:
     assert len(set(pushes)) == 3, pushes
     reads = [(await gw.client.get(f"{CUSTOMER}/C1")).json()["peer"] for _ in range(3)]
     assert len(set(reads)) == 1, reads
+    quarantine_reads = [(await gw.client.get("/boss/v1/quarantine")).json()["peer"] for _ in range(3)]
+    assert len(set(quarantine_reads)) == 1, quarantine_reads
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])

@@ -1,8 +1,8 @@
 """outbox: no unique index on the event id
 
-The id is unique by construction (a fresh uuid4, or the uuid5 of a BOSS record the ingestion log has claimed once),
-consumers de-duplicate by it, and nothing looks an outbox row up by it. A unique index over random UUIDs makes
-every insert a write at a random place in one more B-tree: it doubled the cost of staging a 5,000-event batch.
+The id is unique by construction (a fresh uuid4 for every event this service stages), consumers de-duplicate by
+it, and nothing looks an outbox row up by it. A unique index over random UUIDs makes every insert a write at a
+random place in one more B-tree: it doubled the cost of staging a 5,000-event batch (a segment's members).
 
 Revision ID: 0006
 Revises: 0005_search_indexes
