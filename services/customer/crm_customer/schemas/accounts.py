@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from crm_customer.schemas.common import TmfModel
 from crm_customer.schemas.customers import CamelStrict
+from crm_kit.shapes import TmfModel
 
 AccountType = Literal["individual", "group", "branch"]
 AccountStatus = Literal["active", "suspended", "closed"]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, StrictBool
 
-from crm_customer.schemas.common import Strict, ZonedTime
+from crm_kit.shapes import Strict, ZonedTime
 
 Channel = Literal["sms", "email", "push", "outbound_call"]
 Purpose = Literal["marketing", "service"]

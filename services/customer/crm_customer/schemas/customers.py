@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, model_validator
 
-from crm_customer.schemas.common import TmfModel
+from crm_kit.shapes import TmfModel
 
 
 class RelatedRef(TmfModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from crm_customer.schemas.billing import Amount
-from crm_customer.schemas.common import Strict
+from crm_kit.shapes import Strict
 
 Tier = Literal["strategic", "gold", "silver"]
 ManagerId = Annotated[

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from crm_customer.schemas.common import Strict
+from crm_kit.shapes import Strict
 
 ErasureReason = Literal["customer_request", "account_closed", "retention_expired", "regulator_order"]
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from crm_customer.schemas.billing import Amount
-from crm_customer.schemas.common import Strict
+from crm_kit.shapes import Strict
 
 RULE_DESCRIPTION = (
     'A rule: {"all": [..]}, {"any": [..]}, {"not": {..}} or a condition {"field": "arpu_fen", "op": "gte", '

@@ -1,4 +1,4 @@
-"""What every shape of the service stands on: TMF naming, strict request bodies, zoned times."""
+"""What every service's API shapes stand on: TMF naming, strict request bodies, zoned times."""
 
 from __future__ import annotations
 
