@@ -151,8 +151,8 @@ def tune_interpreter_for_requests() -> None:
     - What start-up built (models, schemas, compiled statements, contracts) lives as long as the process: frozen,
       it stays out of the collector's full passes, which walked all of it and stalled every request in flight for
       tens of ms; collections also run less often (a request allocates thousands of short-lived objects).
-    - A worker thread (a SQLite read) waits for the GIL until the loop thread gives it up, 5 ms by default:
-      0.2 ms lets it finish its part while the request that waits on it is still young.
+    - A worker thread (aiosqlite's, under every SQLite session) waits for the GIL until the loop thread gives it up,
+      5 ms by default: 0.2 ms lets it finish its part while the request that waits on it is still young.
     """
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)

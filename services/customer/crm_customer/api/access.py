@@ -122,7 +122,8 @@ async def reader(
     ] = None,
 ) -> Access:
     principal.require_role(*READERS)
-    return Access(principal, reason, f"{request.method} {request.url.path}", response, request.app.state.runtime.db)
+    action = f"{request.method} {request.scope['path']}"  # not request.url: it builds the whole URL
+    return Access(principal, reason, action, response, request.app.state.runtime.db)
 
 
 async def writer(principal: Caller) -> Principal:
