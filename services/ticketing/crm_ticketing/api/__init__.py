@@ -1,0 +1,1 @@
+"""Ticketing routes: thin; parse, authorise, call the domain, shape the answer."""

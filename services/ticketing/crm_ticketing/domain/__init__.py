@@ -1,0 +1,1 @@
+"""The ticketing rules: lifecycle, SLA clock, assignment, duplicates; plain code, no HTTP."""

@@ -1,0 +1,1 @@
+"""TMF621 shapes and the ticketing API's own."""
