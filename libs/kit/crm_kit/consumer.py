@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from asgi_correlation_id import correlation_id
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,6 +55,20 @@ class _BatchFailed(Exception):
         self.event_id = event_id
 
 
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Marks the runner joined the moment the group hands it its partitions (none, when the group has more members
+    than the topics have partitions: it is a member all the same), not after its first poll returns."""
+
+    def __init__(self, joined: asyncio.Event) -> None:
+        self.joined = joined
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        """Nothing to do: offsets are committed after each batch's transaction, never held across a rebalance."""
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.joined.set()
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -77,7 +91,6 @@ class ConsumerRunner:
     def _consumer(self) -> AIOKafkaConsumer:
         k = self.settings.kafka
         return AIOKafkaConsumer(
-            *self.sub.topics,
             bootstrap_servers=k.bootstrap,
             group_id=self.sub.group,
             client_id=self.sub.group,
@@ -96,6 +109,7 @@ class ConsumerRunner:
         failures = 0
         while True:
             consumer = self._consumer()
+            consumer.subscribe(self.sub.topics, listener=_Joined(self.assigned))
             try:
                 await consumer.start()
                 failures = 0
@@ -118,8 +132,6 @@ class ConsumerRunner:
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
-            if consumer.assignment():
-                self.assigned.set()
             offsets: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
                 await self.process_batch(records)
