@@ -110,7 +110,7 @@ def check_transition(from_state: str, to_state: str, *, resolved_at: datetime | 
     _known(to_state)
     _aware(now, "now")
     legal = to_state in _NEXT[from_state]
-    if legal and not (from_state in _REOPENABLE and to_state == IN_PROGRESS):
+    if legal and not is_reopen(from_state, to_state):
         return
     targets = allowed(from_state, resolved_at=resolved_at, now=now)
     if to_state in targets:
@@ -127,6 +127,11 @@ def check_transition(from_state: str, to_state: str, *, resolved_at: datetime | 
             f"that window closed at {_reopen_deadline(resolved_at).isoformat()}"
         )
     raise IllegalTransition(from_state, to_state, targets, reason)
+
+
+def is_reopen(from_state: str, to_state: str) -> bool:
+    """resolved/closed → inProgress: the customer says it is not fixed (重新打开)."""
+    return from_state in _REOPENABLE and to_state == IN_PROGRESS
 
 
 def pauses_clock(state: str) -> bool:

@@ -4,6 +4,7 @@ extensions of `@type: TelecomTroubleTicket`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -94,6 +95,19 @@ def _absolute_http_url(value: str) -> str:
 WebUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^\S+$"), AfterValidator(_absolute_http_url)]
 
 
+def _storable(moment: datetime) -> datetime:
+    """Times are stored in UTC: 9999-12-31T23:00-05:00 is a valid RFC 3339 string but no instant a database holds."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall between the years 1 and 9999 in UTC") from None
+    return moment
+
+
+Instant = Annotated[ZonedTime, AfterValidator(_storable)]
+"""A time in a body or a query: RFC 3339 with its offset, storable in UTC."""
+
+
 # --- request bodies ----------------------------------------------------------------------------------------------
 
 
@@ -104,6 +118,14 @@ class TmfBody(TmfModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="forbid")
 
     server_owned: ClassVar[Mapping[str, str]] = {}
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """JSON can carry U+0000 in a string, PostgreSQL text cannot hold it: refused here, at its field."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain the NUL character (U+0000)")
+        return value
 
     @model_validator(mode="wrap")
     @classmethod
@@ -231,7 +253,7 @@ class TroubleTicketCreate(TmfBody):
     external_identifier: list[ExternalIdentifier] = Field(
         default_factory=list, alias="externalIdentifier", max_length=10
     )
-    requested_resolution_date: ZonedTime | None = Field(None, alias="requestedResolutionDate")
+    requested_resolution_date: Instant | None = Field(None, alias="requestedResolutionDate")
 
     @field_validator("related_party")
     @classmethod
@@ -265,8 +287,8 @@ class TroubleTicketUpdate(TmfBody):
     related_entity: list[RelatedEntity] | None = Field(None, alias="relatedEntity", max_length=20)
     note: list[NoteInput] | None = Field(None, max_length=20)
     attachment: list[AttachmentRef] | None = Field(None, max_length=20)
-    expected_resolution_date: ZonedTime | None = Field(None, alias="expectedResolutionDate")
-    requested_resolution_date: ZonedTime | None = Field(None, alias="requestedResolutionDate")
+    expected_resolution_date: Instant | None = Field(None, alias="expectedResolutionDate")
+    requested_resolution_date: Instant | None = Field(None, alias="requestedResolutionDate")
     queue: QueueName | None = Field(None, description="Extension: the team the ticket is transferred to")
     assignee: Id | None = Field(None, description="Extension: the agent it is transferred to; null puts it back")
 

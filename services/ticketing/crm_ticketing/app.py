@@ -1,0 +1,28 @@
+"""ticketing app: TMF621 trouble tickets under SLA clocks, and the consumer that learns key accounts (大客户) from
+customer.profile."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from crm_kit.service import create_service_app
+from crm_ticketing import events
+from crm_ticketing.api import tickets
+from crm_ticketing.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    return create_service_app(
+        name="ticketing",
+        title="CRM ticketing service",
+        description=(
+            "Complaints, fault reports and inquiries (投诉/障碍申告/咨询) as TMF621 trouble tickets: their lifecycle, "
+            "first-response and resolution SLA clocks on business-hour calendars, and the key-account green channel "
+            "(大客户绿色通道) learnt from customer.profile."
+        ),
+        settings=settings,
+        migrations=Path(__file__).parent / "migrations",
+        routers=[tickets.router],
+        subscriptions=[events.subscription(settings.consumer_group)],
+    )

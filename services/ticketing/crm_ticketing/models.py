@@ -1,0 +1,148 @@
+"""Tables the ticketing service owns: tickets (工单) with their status history, notes, transfers (转派) and SLA
+clocks, and its projection of customer.profile (who is a key account, 大客户)."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_kit.db import NAMING, BigId, UtcDateTime
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Ticket(Base):
+    """A trouble ticket (TMF621): a complaint (投诉), a fault report (障碍申告) or an inquiry (咨询) of one customer.
+
+    The customer is kept in columns (it is what lists filter on and events are keyed by); the other parties,
+    related entities, attachments and external identifiers are kept as given, as JSON lists in TMF camelCase."""
+
+    __tablename__ = "ticket"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, doc="TT + 20 characters, sortable by creation")
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_referred_type: Mapped[str] = mapped_column(String(64), doc="Customer, Individual or Organization")
+    ticket_type: Mapped[str] = mapped_column(String(16), index=True)
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    priority: Mapped[str] = mapped_column(String(16), index=True)
+    severity: Mapped[str | None] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_change_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    status_change_reason: Mapped[str | None] = mapped_column(String(300))
+    channel: Mapped[str] = mapped_column(String(16), index=True)
+    channel_name: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(64), index=True)
+    assignee: Mapped[str | None] = mapped_column(String(64), index=True)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    sla_policy_id: Mapped[str] = mapped_column(String(64))
+    key_account: Mapped[bool] = mapped_column(Boolean, doc="the customer's standing when the ticket was opened")
+    related_parties: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, doc="parties other than the customer and the assignee"
+    )
+    related_entities: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    external_identifiers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    creation_date: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    last_update: Mapped[datetime] = mapped_column(UtcDateTime)
+    expected_resolution_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    requested_resolution_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolution_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_responded_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="首次响应: the first move on")
+    csat_score: Mapped[int | None] = mapped_column(Integer)
+    csat_comment: Mapped[str | None] = mapped_column(String(500))
+    csat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    duplicate_of: Mapped[str | None] = mapped_column(
+        ForeignKey("ticket.id", ondelete="SET NULL"), index=True, doc="重复工单: the ticket this one repeats"
+    )
+
+
+class TicketStatusChange(Base):
+    """Every status a ticket has been in, from acknowledged on: who moved it, when and why."""
+
+    __tablename__ = "ticket_status_change"
+    __table_args__ = (Index("ix_ticket_status_change_ticket_seq", "ticket_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(16), doc="null for the first, acknowledged")
+    status: Mapped[str] = mapped_column(String(16))
+    change_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    change_reason: Mapped[str | None] = mapped_column(String(300))
+    changed_by: Mapped[str] = mapped_column(String(128))
+
+
+class TicketNote(Base):
+    """A note on a ticket (备注), written by the authenticated caller; notes are only ever added."""
+
+    __tablename__ = "ticket_note"
+    __table_args__ = (Index("ix_ticket_note_ticket_seq", "ticket_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(128))
+    date: Mapped[datetime] = mapped_column(UtcDateTime)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class TicketTransfer(Base):
+    """A change of queue or assignee (转派): from where to where, by whom, when."""
+
+    __tablename__ = "ticket_transfer"
+    __table_args__ = (Index("ix_ticket_transfer_ticket_seq", "ticket_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    from_queue: Mapped[str | None] = mapped_column(String(64))
+    to_queue: Mapped[str | None] = mapped_column(String(64))
+    from_assignee: Mapped[str | None] = mapped_column(String(64))
+    to_assignee: Mapped[str | None] = mapped_column(String(64))
+    transferred_by: Mapped[str] = mapped_column(String(128))
+    transferred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SlaClockRow(Base):
+    """One SLA clock of a ticket (crm_ticketing.domain.sla.SlaClock, persisted): first response (首次响应) or
+    resolution (处理时限). Exactly one of running_since, paused_at, stopped_at is set. `due_at` is when the clock
+    breaches if it keeps running; null while paused or stopped, so `due_at <= now` finds exactly the running clocks
+    that are due."""
+
+    __tablename__ = "sla_clock"
+    __table_args__ = (CheckConstraint("kind IN ('first_response', 'resolution')", name="kind"),)
+
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    target_seconds: Mapped[int] = mapped_column(Integer)
+    calendar: Mapped[str] = mapped_column(String(32), doc="a name in DEFAULT_CALENDARS")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    accumulated_us: Mapped[int] = mapped_column(
+        BigInteger, doc="business time counted before the current running segment, in microseconds"
+    )
+    running_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    breached_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    warned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when the 80% warning (预警) went out")
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+
+
+class CustomerStanding(Base):
+    """What ticketing knows of a customer, from customer.profile: whether it is a key account (大客户, the SLA's
+    green channel 绿色通道) and who its account manager (客户经理) is, whether it was erased or merged away."""
+
+    __tablename__ = "customer_standing"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_account: Mapped[bool] = mapped_column(Boolean, default=False)
+    key_account_tier: Mapped[str | None] = mapped_column(String(16), doc="strategic, gold, silver")
+    account_manager: Mapped[str | None] = mapped_column(String(128), index=True)
+    last_event_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="changed_at of the newest key-account change applied: an older one arriving late is skipped"
+    )
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    merged_into: Mapped[str | None] = mapped_column(String(64), doc="the surviving customer of a merged duplicate")
