@@ -1,4 +1,4 @@
-"""The running system for the journeys: broker, billing-adapter, customer and gateway on loopback."""
+"""The running system for the journeys: broker, billing-adapter, customer, ticketing and gateway on loopback."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import free_port
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, serve
+from crm_ticketing.app import create_app as ticketing_app
+from crm_ticketing.settings import Settings as TicketingSettings
 
 
 @dataclass
@@ -39,14 +41,17 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
     customer_port = free_port()
     customer_settings = CustomerSettings(database_url=await database_url("customer"), kafka=kafka, log_json=False)
     adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), kafka=kafka, log_json=False)
+    ticketing = TicketingSettings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False)
     async with contextlib.AsyncExitStack() as stack:
         adapter_url = await stack.enter_async_context(serve(billing_adapter_app(adapter)))
+        ticketing_url = await stack.enter_async_context(serve(ticketing_app(ticketing)))
         gateway_url = await stack.enter_async_context(
             serve(
                 gateway_app(
                     GatewaySettings(
                         customer_url=f"http://127.0.0.1:{customer_port}",
                         billing_adapter_url=adapter_url,
+                        ticketing_url=ticketing_url,
                         log_json=False,
                     )
                 )

@@ -16,11 +16,13 @@ from fastapi import FastAPI
 from crm_billing_adapter.app import create_app as billing_adapter_app
 from crm_customer.app import create_app as customer_app
 from crm_gateway.app import create_app as gateway_app
+from crm_ticketing.app import create_app as ticketing_app
 
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "contracts" / "openapi"
 APPS: dict[str, Callable[[], FastAPI]] = {
     "customer": customer_app,
     "billing-adapter": billing_adapter_app,
+    "ticketing": ticketing_app,
     "gateway": gateway_app,
 }
 

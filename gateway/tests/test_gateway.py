@@ -26,6 +26,7 @@ from crm_kit.settings import AppSettings
 from crm_kit.testing import serve
 
 CUSTOMER = "/tmf-api/customerManagement/v4/customer"
+TICKETS = "/tmf-api/troubleTicket/v4/troubleTicket"
 
 
 def upstream(name: str, *, ready: bool = True) -> FastAPI:
@@ -85,7 +86,8 @@ async def gw() -> AsyncIterator[Gateway]:
     async with (
         serve(upstream("customer"), proxy_headers=False) as customer,
         serve(upstream("billing-adapter"), proxy_headers=False) as billing,
-        gateway(customer_url=customer, billing_adapter_url=billing) as client,
+        serve(upstream("ticketing"), proxy_headers=False) as ticketing,
+        gateway(customer_url=customer, billing_adapter_url=billing, ticketing_url=ticketing) as client,
     ):
         yield Gateway(client, customer, billing)
 
@@ -108,6 +110,8 @@ def assert_problem(r: httpx.Response, status: int, slug: str) -> dict:
         (CUSTOMER, "customer"),
         ("/api/v1/customers", "customer"),
         ("/api/v1/customers/C1/timeline", "customer"),
+        (TICKETS, "ticketing"),
+        (f"{TICKETS}/TT0001", "ticketing"),
     ],
 )
 async def test_requests_are_routed_by_path_prefix(gw: Gateway, path: str, expected: str):
@@ -284,7 +288,7 @@ async def test_an_unknown_path_is_404_problem_json(gw: Gateway):
 async def test_ready_when_every_upstream_is_ready(gw: Gateway):
     r = await gw.client.get("/health/ready")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"customer": "up", "billing-adapter": "up"}}
+    assert r.json() == {"status": "ready", "checks": {"customer": "up", "billing-adapter": "up", "ticketing": "up"}}
     assert (await gw.client.get("/health/live")).json() == {"status": "up"}
 
 
@@ -292,7 +296,10 @@ async def test_not_ready_when_an_upstream_is_down_then_ready_when_it_is_up():
     port = free_port()
     async with (
         serve(upstream("customer")) as customer,
-        gateway(customer_url=customer, billing_adapter_url=f"http://127.0.0.1:{port}") as client,
+        serve(upstream("ticketing")) as ticketing,
+        gateway(
+            customer_url=customer, billing_adapter_url=f"http://127.0.0.1:{port}", ticketing_url=ticketing
+        ) as client,
     ):
         r = await client.get("/health/ready")
         assert r.status_code == 503

@@ -43,6 +43,7 @@ class DevStackSettings(BaseSettings):
     gateway_port: int = 8000
     customer_port: int = 8001
     billing_adapter_port: int = 8002
+    ticketing_port: int = 8003
     demo_customers: int = 50
     ready_timeout_seconds: float = 90.0
 
@@ -75,12 +76,19 @@ def stack(s: DevStackSettings) -> list[App]:
             {"CRM_BILLING_ADAPTER_DATABASE_URL": sqlite("billing-adapter")},
         ),
         App(
+            "ticketing",
+            "crm_ticketing.app:create_app",
+            s.ticketing_port,
+            {"CRM_TICKETING_DATABASE_URL": sqlite("ticketing")},
+        ),
+        App(
             "gateway",
             "crm_gateway.app:create_app",
             s.gateway_port,
             {
                 "CRM_GATEWAY_CUSTOMER_URL": f"http://127.0.0.1:{s.customer_port}",
                 "CRM_GATEWAY_BILLING_ADAPTER_URL": f"http://127.0.0.1:{s.billing_adapter_port}",
+                "CRM_GATEWAY_TICKETING_URL": f"http://127.0.0.1:{s.ticketing_port}",
             },
         ),
     ]
@@ -170,7 +178,9 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
     logs = s.var_dir / "log"
     logs.mkdir(parents=True, exist_ok=True)
     busy = [
-        p for p in (s.kafka_port, s.gateway_port, s.customer_port, s.billing_adapter_port) if port_open("127.0.0.1", p)
+        p
+        for p in (s.kafka_port, s.gateway_port, s.customer_port, s.billing_adapter_port, s.ticketing_port)
+        if port_open("127.0.0.1", p)
     ]
     if busy:
         typer.echo(f"Ports already in use: {busy}. Is another `make run` going? Set CRM_DEV_*_PORT to move.", err=True)
@@ -204,8 +214,10 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
             f"  customers      {gateway}/tmf-api/customerManagement/v4/customer?limit=10\n"
             f"  BOSS push      POST {gateway}/boss/v1/events\n"
             f"  quarantine     {gateway}/boss/v1/quarantine\n"
+            f"  tickets        {gateway}/tmf-api/troubleTicket/v4/troubleTicket?limit=10\n"
             f"  customer svc   http://127.0.0.1:{s.customer_port}/docs\n"
             f"  billing svc    http://127.0.0.1:{s.billing_adapter_port}/docs\n"
+            f"  ticketing svc  http://127.0.0.1:{s.ticketing_port}/docs\n"
             f"  metrics        http://127.0.0.1:<port>/metrics    logs: {logs}/\n"
             f"  credentials    a 12-hour dev token (agent, supervisor; pii:read) — or mint one: uv run crm-dev token\n"
             f"                 Authorization: Bearer {dev_token()}\n"
