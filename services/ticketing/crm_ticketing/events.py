@@ -1,10 +1,10 @@
-"""What the ticketing service publishes (ticketing.ticket: created, state changed, satisfaction recorded) and what it
-consumes (customer.profile: who is a key account, erasures, merges)."""
+"""What the ticketing service publishes (ticketing.ticket: created, state changed, satisfaction recorded, SLA warned
+and breached) and what it consumes (customer.profile: who is a key account, erasures, merges)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,8 @@ SOURCE = "/crm/ticketing"
 CREATED = "ticketing.ticket.created.v1"
 STATE_CHANGED = "ticketing.ticket.state_changed.v1"
 CSAT_RECORDED = "ticketing.ticket.csat_recorded.v1"
+SLA_WARNING = "ticketing.ticket.sla_warning.v1"
+SLA_BREACHED = "ticketing.ticket.sla_breached.v1"
 
 TITLE_FROM_DESCRIPTION = 60
 """A ticket without a name is titled by the start of its description, this many characters."""
@@ -73,6 +75,34 @@ def state_changed(ticket: Ticket, from_state: str) -> CloudEvent:
 def csat_recorded(ticket: Ticket, at: datetime) -> CloudEvent:
     """满意度回访: the score and comment on the ticket, recorded at `at`."""
     return _ticket_event(CSAT_RECORDED, ticket, at, score=ticket.csat_score, comment=ticket.csat_comment)
+
+
+def sla_crossed(
+    event_type: str,
+    ticket: Ticket,
+    at: datetime,
+    *,
+    clock: str,
+    due_at: datetime,
+    elapsed: timedelta,
+    target: timedelta,
+) -> CloudEvent:
+    """SLA 预警 (SLA_WARNING) or 超时 (SLA_BREACHED) of one clock, crossed at `at`, with where the ticket stands after
+    it (escalation level, queue, assignee). `due_at` is the running clock's, never null (the contract says so)."""
+    return _ticket_event(
+        event_type,
+        ticket,
+        at,
+        clock=clock,
+        due_at=_iso(due_at),
+        elapsed_seconds=int(elapsed.total_seconds()),
+        target_seconds=int(target.total_seconds()),
+        priority=ticket.priority,
+        category=ticket.category,
+        escalation_level=ticket.escalation_level,
+        queue=ticket.queue,
+        assignee=ticket.assignee,
+    )
 
 
 # --- customer.profile → customer_standing ------------------------------------------------------------------------

@@ -104,13 +104,15 @@ class TicketTransfer(Base):
     to_assignee: Mapped[str | None] = mapped_column(String(64))
     transferred_by: Mapped[str] = mapped_column(String(128))
     transferred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str | None] = mapped_column(String(300), doc="why, e.g. the SLA clock whose breach escalated it")
 
 
 class SlaClockRow(Base):
     """One SLA clock of a ticket (crm_ticketing.domain.sla.SlaClock, persisted): first response (首次响应) or
     resolution (处理时限). Exactly one of running_since, paused_at, stopped_at is set. `due_at` is when the clock
     breaches if it keeps running; null while paused or stopped, so `due_at <= now` finds exactly the running clocks
-    that are due."""
+    that are due. `warn_at` is the same for the 80% warning (预警), kept as a column because on a business calendar
+    it cannot be computed in SQL."""
 
     __tablename__ = "sla_clock"
     __table_args__ = (CheckConstraint("kind IN ('first_response', 'resolution')", name="kind"),)
@@ -129,6 +131,9 @@ class SlaClockRow(Base):
     breached_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     warned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when the 80% warning (预警) went out")
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    warn_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, index=True, doc="when the 80% warning is due if the clock keeps running; null like due_at"
+    )
 
 
 class CustomerStanding(Base):

@@ -1,5 +1,6 @@
 """ticketing service settings (`CRM_TICKETING_*`)."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from crm_kit.settings import ServiceSettings
@@ -10,3 +11,4 @@ class Settings(ServiceSettings):
 
     database_url: str = "sqlite+aiosqlite:///var/ticketing.db"
     consumer_group: str = "ticketing"
+    sla_scan_seconds: float = Field(30, gt=0, description="How often the SLA scanner looks for warnings and breaches")

@@ -197,7 +197,9 @@ def test_clock() -> TestClock:
 
 @pytest_asyncio.fixture
 async def ticketing_settings(kafka: KafkaSettings, database_url: Any) -> Settings:
-    return Settings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False)
+    """The SLA scanner runs on the real clock: out of the way of tests that drive a clock of their own (the
+    scanner's own test shortens it)."""
+    return Settings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False, sla_scan_seconds=3600)
 
 
 @pytest.fixture

@@ -42,13 +42,14 @@ def to_clock(row: SlaClockRow) -> SlaClock:
 
 
 def store(row: SlaClockRow, clock: SlaClock, now: datetime) -> None:
-    """Write `clock` into `row`, `due_at` with it: the scanner finds running clocks by it."""
+    """Write `clock` into `row`, `due_at` and `warn_at` with it: the scanner finds running clocks by them."""
     row.accumulated_us = clock.accumulated // _MICROSECOND
     row.running_since = clock.running_since
     row.paused_at = clock.paused_at
     row.stopped_at = clock.stopped_at
     row.breached_at = clock.breached_at
     row.due_at = clock.due_at(now)
+    row.warn_at = clock.warns_at(now)
 
 
 def start(ticket_id: str, policy: SlaPolicy, now: datetime) -> list[SlaClockRow]:

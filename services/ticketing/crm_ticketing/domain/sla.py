@@ -291,6 +291,14 @@ class SlaClock:
             return self.breached_at
         return self.calendar.add(self.running_since, self.target - self.accumulated)
 
+    def warns_at(self, now: datetime) -> datetime | None:
+        """The instant WARN_AT of the target has elapsed if the clock keeps running, on its calendar (预警时点): a
+        clock resumed past it warns as it resumes. None while paused or stopped, like `due_at`."""
+        _utc(now, "now")
+        if self.running_since is None:
+            return None
+        return self.calendar.add(self.running_since, max(self.target * WARN_AT - self.accumulated, ZERO))
+
     def _next_change(self, at: datetime, what: str) -> datetime:
         at = _utc(at, "at")
         if self.stopped_at is not None:

@@ -356,6 +356,20 @@ def _transfer(session: AsyncSession, ticket: Ticket, patch: TroubleTicketUpdate,
     present = patch.model_fields_set
     queue = patch.queue if "queue" in present else ticket.queue
     assignee = patch.assignee if "assignee" in present else ticket.assignee
+    return transfer(session, ticket, queue, assignee, actor=actor, now=now)
+
+
+def transfer(
+    session: AsyncSession,
+    ticket: Ticket,
+    queue: str | None,
+    assignee: str | None,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+) -> bool:
+    """Move the ticket to `queue` and `assignee`, recorded in its transfer history; False when both are as set."""
     if (queue, assignee) == (ticket.queue, ticket.assignee):
         return False
     session.add(
@@ -367,6 +381,7 @@ def _transfer(session: AsyncSession, ticket: Ticket, patch: TroubleTicketUpdate,
             to_assignee=assignee,
             transferred_by=actor,
             transferred_at=now,
+            reason=reason,
         )
     )
     ticket.queue = queue
