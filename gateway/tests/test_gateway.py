@@ -112,6 +112,7 @@ def assert_problem(r: httpx.Response, status: int, slug: str) -> dict:
         ("/api/v1/customers/C1/timeline", "customer"),
         (TICKETS, "ticketing"),
         (f"{TICKETS}/TT0001", "ticketing"),
+        ("/api/v1/tickets/satisfaction", "ticketing"),
     ],
 )
 async def test_requests_are_routed_by_path_prefix(gw: Gateway, path: str, expected: str):

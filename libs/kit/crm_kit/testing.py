@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from crm_kit.auth import issue_token
 from crm_kit.broker import EmbeddedBroker, free_port
+from crm_kit.errors import PROBLEM_BASE, PROBLEM_JSON
 from crm_kit.settings import AuthSettings, KafkaSettings
 from crm_kit.signing import DEV_SECRET, DEV_SOURCE, signed_push
 
@@ -179,3 +180,21 @@ async def boss_push(
     sent = httpx.Headers(built)
     sent.update(headers or {})
     return await client.post(BOSS_EVENTS, content=body, headers=sent)
+
+
+def assert_problem(
+    r: httpx.Response, status: int, field: str | None = None, *, slug: str | None = None
+) -> dict[str, Any]:
+    """`r` is an RFC 9457 problem+json answer with `status` (and the `field` at fault, the `slug` of its type, when
+    given) carrying the request id it was sent under; its body."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM_JSON), r.headers
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    assert body["type"].startswith(PROBLEM_BASE)
+    assert body["request_id"] == r.headers["X-Request-ID"]
+    if field is not None:
+        assert body["field"] == field, body
+    if slug is not None:
+        assert body["type"] == PROBLEM_BASE + slug, body
+    return body

@@ -1,18 +1,26 @@
 """ticketing app: TMF621 trouble tickets under SLA clocks, and the consumer that learns key accounts (大客户) from
 customer.profile."""
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from crm_kit.service import create_service_app
+from crm_kit.service import Runtime, create_service_app
 from crm_ticketing import events
-from crm_ticketing.api import tickets
+from crm_ticketing.api import csat, tickets
+from crm_ticketing.domain import escalation
 from crm_ticketing.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+
+    async def start_sla_scanner(rt: Runtime) -> None:
+        """Beside the outbox relay, stopped with it: the SLA scanner (SLA 预警/超时, 升级)."""
+        scanner = escalation.run_scanner(rt.db, rt.contracts, settings.sla_scan_seconds)
+        rt.tasks.append(asyncio.create_task(scanner, name=f"{rt.name}-sla-scanner"))
+
     return create_service_app(
         name="ticketing",
         title="CRM ticketing service",
@@ -23,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         settings=settings,
         migrations=Path(__file__).parent / "migrations",
-        routers=[tickets.router],
+        routers=[tickets.router, csat.router],
         subscriptions=[events.subscription(settings.consumer_group)],
+        on_startup=start_sla_scanner,
     )

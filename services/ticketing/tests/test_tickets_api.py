@@ -4,32 +4,17 @@ filters, sort, `fields=`, paging and counts, merge-patch, delete, and problem+js
 from __future__ import annotations
 
 import re
-from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
-from crm_kit.testing import bearer
+from crm_kit.testing import assert_problem, bearer
 from crm_ticketing.models import SlaClockRow, TicketNote, TicketStatusChange, TicketTransfer
 
 TICKETS = "/tmf-api/troubleTicket/v4/troubleTicket"
-PROBLEM = "application/problem+json"
 ALWAYS = {"id", "href", "@type", "@baseType"}
 SUPERVISOR = bearer("sup-wang", roles=("supervisor",))
 ADMIN = bearer("admin-1", roles=("admin",))
-
-
-def assert_problem(r: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM), r.headers
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status
-    assert body["type"].startswith("urn:telecom-crm:problem:")
-    assert body["request_id"] == r.headers["X-Request-ID"]
-    if field is not None:
-        assert body["field"] == field, body
-    return body
 
 
 async def test_create_answers_201_with_location_and_every_tmf_member(service):

@@ -117,7 +117,11 @@ def ticket_resource(view: TicketView, now: datetime) -> dict[str, Any]:
             "resolutionDueDate": _local(clocks.deadline(resolution, now)),
             "slaBreached": first.breached(now) or resolution.breached(now),
             "escalationLevel": t.escalation_level,
-            "csat": {"score": t.csat_score, "comment": t.csat_comment} if t.csat_score is not None else None,
+            "csat": (
+                {"score": t.csat_score, "comment": t.csat_comment, "recordedAt": _local(t.csat_at)}
+                if t.csat_score is not None
+                else None
+            ),
         }
     )
     return resource.model_dump(mode="json", by_alias=True)

@@ -345,8 +345,11 @@ class TroubleTicketRelationship(TmfModel):
 
 
 class Csat(TmfModel):
+    """The satisfaction survey's answer (满意度回访), as recorded once the ticket was resolved."""
+
     score: int
     comment: str | None = None
+    recorded_at: AwareDatetime | None = Field(None, alias="recordedAt")
 
 
 class TroubleTicket(TmfModel):
