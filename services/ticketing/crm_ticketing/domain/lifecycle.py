@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from crm_ticketing.domain.sla import utc
+
 ACKNOWLEDGED = "acknowledged"
 IN_PROGRESS = "inProgress"
 PENDING = "pending"
@@ -77,16 +79,10 @@ def _known(state: str) -> str:
     return state
 
 
-def _aware(at: datetime, what: str) -> datetime:
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got the naive {at.isoformat()}")
-    return at
-
-
 def _reopen_deadline(resolved_at: datetime | None) -> datetime:
     if resolved_at is None:
         raise ValueError("a resolved or closed ticket needs its resolution time to decide on a reopen")
-    return _aware(resolved_at, "resolved_at") + REOPEN_WINDOW
+    return utc(resolved_at, "resolved_at") + REOPEN_WINDOW
 
 
 def allowed(state: str, *, resolved_at: datetime | None = None, now: datetime | None = None) -> tuple[str, ...]:
@@ -96,7 +92,7 @@ def allowed(state: str, *, resolved_at: datetime | None = None, now: datetime | 
     targets = _NEXT[_known(state)]
     if now is None or state not in _REOPENABLE:
         return targets
-    if _aware(now, "now") <= _reopen_deadline(resolved_at):
+    if utc(now, "now") <= _reopen_deadline(resolved_at):
         return targets
     return tuple(target for target in targets if target != IN_PROGRESS)
 
@@ -108,7 +104,7 @@ def check_transition(from_state: str, to_state: str, *, resolved_at: datetime | 
     repeated request cannot pass for a change."""
     _known(from_state)
     _known(to_state)
-    _aware(now, "now")
+    utc(now, "now")
     legal = to_state in _NEXT[from_state]
     if legal and not is_reopen(from_state, to_state):
         return

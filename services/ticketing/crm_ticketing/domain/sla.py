@@ -25,7 +25,8 @@ WARN_AT = 0.8
 """Share of the target after which a running clock warns (预警); at 1.0 it is breached (超时)."""
 
 
-def _utc(at: datetime, what: str) -> datetime:
+def utc(at: datetime, what: str) -> datetime:
+    """`at` in UTC; a naive time names no instant, so it is refused rather than guessed."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got the naive {at.isoformat()}")
     return at.astimezone(UTC)
@@ -56,11 +57,11 @@ class RoundTheClock:
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """`start` + `duration`, in UTC."""
-        return _utc(start, "start") + _not_negative(duration)
+        return utc(start, "start") + _not_negative(duration)
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """`end` - `start`, or zero when `end` is not after `start`."""
-        return max(_utc(end, "end") - _utc(start, "start"), ZERO)
+        return max(utc(end, "end") - utc(start, "start"), ZERO)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class BusinessCalendar:
         """The first instant at which `duration` of business time has passed since `start`, in UTC. Counting begins
         at the next opening when `start` is outside hours; a duration that ends exactly at a closing time ends
         there, not at the next opening. A zero duration is `start` itself."""
-        start = _utc(start, "start")
+        start = utc(start, "start")
         if not _not_negative(duration):
             return start
         begin = self._wall(start)
@@ -124,7 +125,7 @@ class BusinessCalendar:
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """The business time between two instants; zero when `end` is not after `start`."""
-        start, end = _utc(start, "start"), _utc(end, "end")
+        start, end = utc(start, "start"), utc(end, "end")
         if end <= start:
             return ZERO
         begin, finish = self._wall(start), self._wall(end)
@@ -210,7 +211,7 @@ class SlaClock:
     def __post_init__(self) -> None:
         for name in ("started_at", "running_since", "paused_at", "stopped_at", "breached_at"):
             if (at := getattr(self, name)) is not None:
-                object.__setattr__(self, name, _utc(at, name))
+                object.__setattr__(self, name, utc(at, name))
         if self.target <= ZERO:
             raise ValueError(f"an SLA target must be positive, got {self.target}")
         if self.accumulated < ZERO:
@@ -223,7 +224,7 @@ class SlaClock:
     @classmethod
     def start(cls, target: timedelta, calendar: Calendar, at: datetime) -> SlaClock:
         """A clock that starts running at `at`."""
-        at = _utc(at, "at")
+        at = utc(at, "at")
         return cls(target=target, calendar=calendar, started_at=at, running_since=at)
 
     @property
@@ -258,7 +259,7 @@ class SlaClock:
 
     def elapsed(self, now: datetime) -> timedelta:
         """Business time counted so far (frozen while paused and once stopped)."""
-        now = _utc(now, "now")
+        now = utc(now, "now")
         if self.running_since is None:
             return self.accumulated
         return self.accumulated + self.calendar.elapsed(self.running_since, now)
@@ -284,7 +285,7 @@ class SlaClock:
         """The instant the clock breaches if it keeps running: past when already breached. None while paused (it
         cannot breach) and once stopped. While running the answer does not change with `now`; `now` is taken for
         symmetry with the other readings and checked like them."""
-        _utc(now, "now")
+        utc(now, "now")
         if self.running_since is None:
             return None
         if self.accumulated >= self.target:
@@ -294,13 +295,13 @@ class SlaClock:
     def warns_at(self, now: datetime) -> datetime | None:
         """The instant WARN_AT of the target has elapsed if the clock keeps running, on its calendar (预警时点): a
         clock resumed past it warns as it resumes. None while paused or stopped, like `due_at`."""
-        _utc(now, "now")
+        utc(now, "now")
         if self.running_since is None:
             return None
         return self.calendar.add(self.running_since, max(self.target * WARN_AT - self.accumulated, ZERO))
 
     def _next_change(self, at: datetime, what: str) -> datetime:
-        at = _utc(at, "at")
+        at = utc(at, "at")
         if self.stopped_at is not None:
             raise ValueError(f"cannot {what}: the clock stopped at {self.stopped_at.isoformat()}")
         last = self.running_since or self.paused_at

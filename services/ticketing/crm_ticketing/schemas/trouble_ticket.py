@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    ConfigDict,
     Field,
     StrictInt,
     StringConstraints,
@@ -24,7 +23,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
-from crm_kit.shapes import TmfModel, ZonedTime
+from crm_kit.shapes import Strict, TmfModel, ZonedTime
 
 # --- enumerations ------------------------------------------------------------------------------------------------
 
@@ -111,11 +110,9 @@ Instant = Annotated[ZonedTime, AfterValidator(_storable)]
 # --- request bodies ----------------------------------------------------------------------------------------------
 
 
-class TmfBody(TmfModel):
+class TmfBody(TmfModel, Strict):
     """A request body in TMF camelCase: an unknown member is a mistake worth naming, and a member the server owns
     (in `server_owned`, with why) is refused with that reason, at its own place, rather than as merely unknown."""
-
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="forbid")
 
     server_owned: ClassVar[Mapping[str, str]] = {}
 
