@@ -151,3 +151,74 @@ class CustomerStanding(Base):
     )
     erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     merged_into: Mapped[str | None] = mapped_column(String(64), doc="the surviving customer of a merged duplicate")
+
+
+class Queue(Base):
+    """A work queue (工单队列) of agents with one skill: the categories it serves, and how it hands tickets out:
+    `round_robin` (轮询) in turn after `last_assignee`, or `least_loaded` (最少负荷) to whoever has fewest open."""
+
+    __tablename__ = "queue"
+    __table_args__ = (CheckConstraint("strategy IN ('round_robin', 'least_loaded')", name="strategy"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    categories: Mapped[list[str]] = mapped_column(JSON, doc="ticket categories routed here when a ticket is opened")
+    key_accounts: Mapped[bool] = mapped_column(
+        Boolean, default=False, doc="the green channel (绿色通道): key accounts' tickets of its categories come here"
+    )
+    strategy: Mapped[str] = mapped_column(String(16))
+    last_assignee: Mapped[str | None] = mapped_column(String(64), doc="round robin: who was handed the last ticket")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class QueueAgent(Base):
+    """An agent (坐席) who works a queue; one that is not `available` (on break, off shift) is handed nothing."""
+
+    __tablename__ = "queue_agent"
+
+    queue_id: Mapped[str] = mapped_column(ForeignKey("queue.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_open: Mapped[int | None] = mapped_column(Integer, doc="open tickets beyond which the agent is passed over")
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class HubSubscription(Base):
+    """A TMF621 listener (`/hub`): a partner's or the regulator platform's endpoint, called back with the ticket
+    events its query selects, each POST signed with the listener's own secret."""
+
+    __tablename__ = "hub_subscription"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    callback: Mapped[str] = mapped_column(String(2000))
+    query: Mapped[str | None] = mapped_column(String(1000))
+    event_types: Mapped[list[str]] = mapped_column(JSON, doc="the TMF event types the query selects; all when empty")
+    secret: Mapped[str] = mapped_column(String(128), doc="the HMAC-SHA256 key the deliveries are signed with")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class HubDelivery(Base):
+    """One TMF event owed to one listener, staged with the change it reports so none is lost, and POSTed by the
+    delivery worker until the listener answers 2xx; retried with backoff, given up (`failed`, kept with the last
+    error) after the last attempt."""
+
+    __tablename__ = "hub_delivery"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state"),
+        Index("ix_hub_delivery_due", "next_attempt_at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("hub_subscription.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[str] = mapped_column(String(32), index=True)
+    body: Mapped[str] = mapped_column(Text, doc="the JSON POSTed, fixed when staged: the ticket as the event left it")
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="null once delivered or given up")
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
