@@ -137,7 +137,7 @@ def problem(
 
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """`("body", "records", 3, "msisdn")` → `records[3].msisdn`: the field as the caller wrote it."""
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -199,8 +199,60 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return internal_error(request.url.path)
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details, as every failure of this API answers",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": f"{PROBLEM_BASE}<slug>: what kind of failure, stable"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string", "description": "What is wrong with this request, for a person"},
+        "instance": {"type": "string", "description": "The path asked for"},
+        "field": {"type": "string", "description": "The input member at fault, as the caller wrote it"},
+        "request_id": {"type": "string", "description": "Finds the request in the logs"},
+        "errors": {
+            "type": "array",
+            "description": "Every invalid member, on a 422",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def problem_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document as the handlers above answer: every 4xx and 5xx response as application/problem+json
+    of one Problem schema (FastAPI documents its 422 as a JSON shape this API never sends)."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    reference = {"$ref": "#/components/schemas/Problem"}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if status[0] in "45":
+                    response["content"] = {PROBLEM_JSON: {"schema": reference}}
+    return document
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Every failure answers problem+json, and the OpenAPI document says so."""
     app.add_exception_handler(CrmError, _crm_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_openapi(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

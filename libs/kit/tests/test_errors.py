@@ -232,6 +232,8 @@ def test_field_path_writes_the_field_as_the_caller_wrote_it():
     assert field_path(("body", "records", 3, "msisdn")) == "records[3].msisdn"
     assert field_path(("query", "limit")) == "limit"
     assert field_path(("body",)) == "body"
+    assert field_path(("body", "body")) == "body", "a member named like a location is kept"
+    assert field_path(("body", "note", 0, "body")) == "note[0].body"
 
 
 def _requests(method: str, route: str, status: int) -> float:
@@ -259,3 +261,16 @@ async def test_red_metrics_count_by_route_template_and_status(client: httpx.Asyn
         "crm_kit_errors_http_request_duration_seconds_count", {"method": "GET", "route": "/fail/{kind}"}
     )
     assert count and count >= 2
+
+
+async def test_the_openapi_document_says_failures_are_problem_json(client: httpx.AsyncClient):
+    """What the document promises is what the handlers send: a client generated from it parses the 422 it gets."""
+    document = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    problem_schema = document["components"]["schemas"]["Problem"]
+    assert set(problem_schema["required"]) == {"type", "title", "status", "detail"}
+    invalid = document["paths"]["/orders"]["post"]["responses"]["422"]
+    assert invalid["content"] == {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    sent = (await client.post("/orders", json={"customer": {"name": ""}, "lines": []})).json()
+    assert set(problem_schema["required"]) <= set(sent)
+    assert set(sent) <= set(problem_schema["properties"])
