@@ -113,6 +113,10 @@ def assert_problem(r: httpx.Response, status: int, slug: str) -> dict:
         (TICKETS, "ticketing"),
         (f"{TICKETS}/TT0001", "ticketing"),
         ("/api/v1/tickets/satisfaction", "ticketing"),
+        ("/api/v1/tickets/reports/backlog", "ticketing"),
+        ("/api/v1/queues/billing", "ticketing"),
+        ("/api/v1/knowledge/articles", "ticketing"),
+        ("/tmf-api/troubleTicket/v4/hub", "ticketing"),
     ],
 )
 async def test_requests_are_routed_by_path_prefix(gw: Gateway, path: str, expected: str):

@@ -1,5 +1,5 @@
-"""What the ticketing service publishes (ticketing.ticket: created, state changed, satisfaction recorded, SLA warned
-and breached) and what it consumes (customer.profile: who is a key account, erasures, merges)."""
+"""What the ticketing service publishes (ticketing.ticket: created, state changed, resolved, closed, satisfaction
+recorded, SLA warned and breached) and what it consumes (customer.profile: who is a key account, erasures, merges)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ STATE_CHANGED = "ticketing.ticket.state_changed.v1"
 CSAT_RECORDED = "ticketing.ticket.csat_recorded.v1"
 SLA_WARNING = "ticketing.ticket.sla_warning.v1"
 SLA_BREACHED = "ticketing.ticket.sla_breached.v1"
+RESOLVED = "ticketing.ticket.resolved.v1"
+CLOSED = "ticketing.ticket.closed.v1"
 
 TITLE_FROM_DESCRIPTION = 60
 """A ticket without a name is titled by the start of its description, this many characters."""
@@ -68,6 +70,38 @@ def state_changed(ticket: Ticket, from_state: str) -> CloudEvent:
         ticket.status_change_date,
         from_state=from_state,
         to_state=ticket.status,
+        reason=ticket.status_change_reason,
+    )
+
+
+def ticket_resolved(ticket: Ticket, *, sla_met: bool, first_contact: bool, reopened: bool) -> CloudEvent:
+    """已解决, at the status change just made, with what the service-quality reports count: time to resolve, SLA
+    met, first-contact resolution."""
+    return _ticket_event(
+        RESOLVED,
+        ticket,
+        ticket.status_change_date,
+        ticket_type=ticket.ticket_type,
+        category=ticket.category,
+        priority=ticket.priority,
+        channel=ticket.channel,
+        created_at=_iso(ticket.creation_date),
+        resolution_seconds=max(0, int((ticket.status_change_date - ticket.creation_date).total_seconds())),
+        sla_met=sla_met,
+        first_contact=first_contact,
+        reopened=reopened,
+        reason=ticket.status_change_reason,
+    )
+
+
+def ticket_closed(ticket: Ticket) -> CloudEvent:
+    """已关闭: closed after its resolution, which it names."""
+    return _ticket_event(
+        CLOSED,
+        ticket,
+        ticket.status_change_date,
+        category=ticket.category,
+        resolved_at=_iso(ticket.resolution_date),
         reason=ticket.status_change_reason,
     )
 

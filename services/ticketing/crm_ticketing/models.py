@@ -222,3 +222,33 @@ class HubDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class KnowledgeArticle(Base):
+    """A knowledge-base article (知识库文章): how to answer a common problem, for agents only (`agent`, 内部口径) or
+    for the self-service channel too (`public`); searched once `published`, out of sight once `retired`.
+
+    `search_text` holds its distinct search terms (crm_ticketing.domain.knowledge), indexed per database by migration
+    0004: an FTS5 table kept in step by triggers on SQLite, a GIN index over the terms as an array on PostgreSQL."""
+
+    __tablename__ = "knowledge_article"
+    __table_args__ = (
+        CheckConstraint("audience IN ('agent', 'public')", name="audience"),
+        CheckConstraint("status IN ('draft', 'published', 'retired')", name="status"),
+        Index("ix_knowledge_article_status_audience", "status", "audience"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(32), doc="a ticket category; null: general (通用)")
+    keywords: Mapped[list[str]] = mapped_column(JSON)
+    audience: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(String(128))
+    search_text: Mapped[str] = mapped_column(Text, doc="distinct terms of title, keywords and body, space-separated")
+    helpful: Mapped[int] = mapped_column(Integer, default=0)
+    not_helpful: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -154,7 +154,7 @@ async def report(service: Any, **params: str) -> list[dict[str, Any]]:
 @pytest.fixture
 async def rated(service):
     """Six surveys: agent-a 5, 4, 2 in queue billing (Monday, Monday, Tuesday); agent-b 3 in queue billing
-    (Tuesday); an unassigned network ticket 1 and an unrouted one 5 (Wednesday); one resolved but not rated."""
+    (Tuesday); unassigned tickets in queues network 1 and service-quality 5 (Wednesday); one resolved but not rated."""
     monday = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI)
     population = [
         ({"queue": "billing", "assignee": "agent-a"}, 5, 0),
@@ -162,7 +162,7 @@ async def rated(service):
         ({"queue": "billing", "assignee": "agent-a"}, 2, 1),
         ({"queue": "billing", "assignee": "agent-b"}, 3, 1),
         ({"queue": "network"}, 1, 2),
-        ({}, 5, 2),
+        ({"queue": "service-quality"}, 5, 2),
     ]
     for routing, score, day in population:
         service.clock.set(monday.replace(day=23 + day))
@@ -183,7 +183,7 @@ async def test_the_report_by_queue_and_by_category(rated):
     assert await report(rated, by="queue") == [
         {"group": "billing", "count": 4, "average": "3.50", "satisfied": "0.50"},
         {"group": "network", "count": 1, "average": "1.00", "satisfied": "0.00"},
-        {"group": None, "count": 1, "average": "5.00", "satisfied": "1.00"},
+        {"group": "service-quality", "count": 1, "average": "5.00", "satisfied": "1.00"},
     ]
     assert await report(rated, by="category") == [
         {"group": "billing_dispute", "count": 6, "average": "3.33", "satisfied": "0.50"},
@@ -210,7 +210,7 @@ async def test_the_window_takes_from_and_leaves_out_to(rated):
     ]
     assert await report(rated, by="queue", **{"from": wednesday}) == [
         {"group": "network", "count": 1, "average": "1.00", "satisfied": "0.00"},
-        {"group": None, "count": 1, "average": "5.00", "satisfied": "1.00"},
+        {"group": "service-quality", "count": 1, "average": "5.00", "satisfied": "1.00"},
     ]
 
 

@@ -76,9 +76,13 @@ class Desk:
         return staged
 
     async def load(self, ticket_id: str) -> tuple[Ticket, list[TicketTransfer], dict[str, SlaClockRow]]:
+        """The ticket, the escalation's transfers (not the routing's at the opening) and the clocks."""
         async with self.db.sessions() as session:
             ticket = await session.get_one(Ticket, ticket_id)
-            transfers = list(await session.scalars(select(TicketTransfer).where(TicketTransfer.ticket_id == ticket_id)))
+            escalated = TicketTransfer.transferred_by == escalation.ACTOR
+            transfers = list(
+                await session.scalars(select(TicketTransfer).where(TicketTransfer.ticket_id == ticket_id, escalated))
+            )
             rows = await session.scalars(select(SlaClockRow).where(SlaClockRow.ticket_id == ticket_id))
             return ticket, transfers, {row.kind: row for row in rows}
 

@@ -88,7 +88,7 @@ async def test_create_answers_201_with_location_and_every_tmf_member(service):
         "@baseType": "TroubleTicket",
         "@schemaLocation": None,
         "category": "billing_dispute",
-        "queue": None,
+        "queue": "billing",
         "assignee": "agent-0007",
         "slaPolicyId": "billing_dispute:medium:standard",
         # business hours: 2 h from Monday 10:00; 2 business days (18 h) end on Wednesday 10:00
@@ -190,6 +190,8 @@ async def population(service):
         )
         ids.append(created["id"])
         service.clock.advance(minutes=5)
+    r = await service.http.put("/api/v1/queues/broadband-l2", json={"name": "宽带二线"}, headers=SUPERVISOR)
+    assert r.status_code == 201, r.text
     r = await service.patch(ids[2], {"status": "inProgress", "queue": "broadband-l2", "assignee": "agent-0009"})
     assert r.status_code == 200, r.text
     service.clock.advance(minutes=1)
@@ -365,6 +367,8 @@ async def test_merge_patch_sets_clears_appends_and_replaces(service):
 
 async def test_a_transfer_is_recorded_and_shown_as_the_agent(service):
     ticket = (await service.create())["id"]
+    r = await service.http.put("/api/v1/queues/billing-l2", json={"name": "计费二线"}, headers=SUPERVISOR)
+    assert r.status_code == 201, r.text
     service.clock.advance(minutes=5)
     moved = (await service.patch(ticket, {"queue": "billing-l2", "assignee": "agent-0002"})).json()
     assert (moved["queue"], moved["assignee"]) == ("billing-l2", "agent-0002")
@@ -385,7 +389,8 @@ async def test_a_transfer_is_recorded_and_shown_as_the_agent(service):
         (t.from_queue, t.to_queue, t.from_assignee, t.to_assignee, t.transferred_by, t.transferred_at.isoformat())
         for t in transfers
     ] == [
-        (None, "billing-l2", None, "agent-0002", "agent-0001", "2026-11-23T02:05:00+00:00"),
+        (None, "billing", None, None, "agent-0001", "2026-11-23T02:00:00+00:00"),
+        ("billing", "billing-l2", None, "agent-0002", "agent-0001", "2026-11-23T02:05:00+00:00"),
         ("billing-l2", "billing-l2", "agent-0002", None, "sup-wang", "2026-11-23T02:10:00+00:00"),
     ]
 

@@ -22,6 +22,8 @@ STAFF = ("agent", "supervisor", "admin")
 READERS = (*STAFF, "key_account_manager")
 WRITERS = STAFF
 ADMINS = ("admin",)
+REPORTERS = ("supervisor", "admin")
+"""Team figures (averages, attainment, backlogs) are the supervisors' (班长) view, not an agent's."""
 
 
 def portfolio_only(principal: Principal) -> bool:
@@ -54,9 +56,15 @@ async def admin(principal: Caller) -> Principal:
     return principal
 
 
+async def reporter(principal: Caller) -> Principal:
+    principal.require_role(*REPORTERS)
+    return principal
+
+
 Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]
 Admin = Annotated[Principal, Depends(admin)]
+Reporter = Annotated[Principal, Depends(reporter)]
 
 TicketId = Annotated[
     str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The ticket id, e.g. TT01M8323B80SW64BHWC78")

@@ -3,7 +3,7 @@ status), delete."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_kit.db import utcnow
 from crm_kit.errors import InvalidInput, UnsupportedMediaType
-from crm_kit.presentation import SHANGHAI, JSONResponse
+from crm_kit.presentation import JSONResponse
 from crm_kit.service import DbSession, RuntimeDep
 from crm_ticketing.api.access import ExistingTicket, Reader, TicketForDelete, TicketForUpdate, Writer, visible
-from crm_ticketing.domain import clocks, tickets
-from crm_ticketing.domain.tickets import TicketFilter, TicketView
+from crm_ticketing.domain import tickets
+from crm_ticketing.domain.representation import TICKETS, ticket_resource
+from crm_ticketing.domain.tickets import TicketFilter
 from crm_ticketing.schemas.trouble_ticket import (
     CATEGORIES,
     CHANNELS,
@@ -27,11 +28,9 @@ from crm_ticketing.schemas.trouble_ticket import (
     TroubleTicketCreate,
     TroubleTicketUpdate,
 )
+from crm_ticketing.settings import Settings
 
-BASE = "/tmf-api/troubleTicket/v4"
-TICKETS = f"{BASE}/troubleTicket"
 ONE = f"{TICKETS}/{{ticket_id}}"
-CUSTOMERS = "/tmf-api/customerManagement/v4/customer"
 router = APIRouter(tags=["TMF621 Trouble Ticket"], responses={401: {}, 403: {}})
 
 ALWAYS = ("id", "href", "@type", "@baseType")
@@ -49,82 +48,6 @@ async def clock() -> datetime:
 
 
 Now = Annotated[datetime, Depends(clock)]
-
-
-# --- the representation ------------------------------------------------------------------------------------------
-
-
-def _local(moment: datetime | None) -> datetime | None:
-    """Stored in UTC, shown in China Standard Time with its offset."""
-    return moment.astimezone(SHANGHAI) if moment is not None else None
-
-
-def ticket_resource(view: TicketView, now: datetime) -> dict[str, Any]:
-    """The TMF621 representation: the customer and the assignee (role agent) among the related parties, the status
-    history and notes oldest first, the SLA deadlines as they stand at `now`."""
-    t = view.ticket
-    customer = {
-        "id": t.customer_id,
-        "href": f"{CUSTOMERS}/{t.customer_id}",
-        "name": t.customer_name,
-        "role": tickets.CUSTOMER_ROLE,
-        "@referredType": t.customer_referred_type,
-    }
-    parties = [customer, *t.related_parties]
-    if t.assignee:
-        parties.append({"id": t.assignee, "role": tickets.AGENT_ROLE, "@referredType": "Individual"})
-    first = view.clocks[clocks.FIRST_RESPONSE]
-    resolution = view.clocks[clocks.RESOLUTION]
-    resource = TroubleTicket.model_validate(
-        {
-            "id": t.id,
-            "href": f"{TICKETS}/{t.id}",
-            "name": t.name,
-            "description": t.description,
-            "severity": t.severity,
-            "priority": t.priority,
-            "ticketType": t.ticket_type,
-            "status": t.status,
-            "statusChangeDate": _local(t.status_change_date),
-            "statusChangeReason": t.status_change_reason,
-            "statusChange": [
-                {"status": c.status, "changeDate": _local(c.change_date), "changeReason": c.change_reason}
-                for c in view.history
-            ],
-            "relatedParty": parties,
-            "relatedEntity": t.related_entities,
-            "note": [
-                {"id": str(n.seq), "author": n.author, "date": _local(n.date), "text": n.text} for n in view.notes
-            ],
-            "attachment": t.attachments,
-            "channel": {"id": t.channel, "name": t.channel_name},
-            "creationDate": _local(t.creation_date),
-            "lastUpdate": _local(t.last_update),
-            "expectedResolutionDate": _local(t.expected_resolution_date),
-            "resolutionDate": _local(t.resolution_date),
-            "requestedResolutionDate": _local(t.requested_resolution_date),
-            "externalIdentifier": t.external_identifiers,
-            "troubleTicketRelationship": (
-                [{"id": t.duplicate_of, "href": f"{TICKETS}/{t.duplicate_of}", "relationshipType": "isDuplicateOf"}]
-                if t.duplicate_of
-                else []
-            ),
-            "category": t.category,
-            "queue": t.queue,
-            "assignee": t.assignee,
-            "slaPolicyId": t.sla_policy_id,
-            "firstResponseDueDate": _local(clocks.deadline(first, now)),
-            "resolutionDueDate": _local(clocks.deadline(resolution, now)),
-            "slaBreached": first.breached(now) or resolution.breached(now),
-            "escalationLevel": t.escalation_level,
-            "csat": (
-                {"score": t.csat_score, "comment": t.csat_comment, "recordedAt": _local(t.csat_at)}
-                if t.csat_score is not None
-                else None
-            ),
-        }
-    )
-    return resource.model_dump(mode="json", by_alias=True)
 
 
 async def parse_fields(
@@ -170,7 +93,11 @@ async def _one(session: AsyncSession, ticket_id: str, now: datetime) -> dict[str
 async def create_ticket(
     body: TroubleTicketCreate, session: DbSession, rt: RuntimeDep, principal: Writer, now: Now
 ) -> JSONResponse:
-    ticket = await tickets.open_ticket(session, rt.contracts, body, actor=principal.subject, now=now)
+    settings: Settings = rt.settings  # type: ignore[assignment]
+    window = timedelta(hours=settings.duplicate_window_hours)
+    ticket = await tickets.open_ticket(
+        session, rt.contracts, body, actor=principal.subject, now=now, duplicate_window=window
+    )
     return JSONResponse(
         await _one(session, ticket.id, now), status_code=201, headers={"Location": f"{TICKETS}/{ticket.id}"}
     )
@@ -302,7 +229,9 @@ async def patch_ticket(
     return JSONResponse(await _one(session, ticket.id, now))
 
 
-@router.delete(ONE, summary="Delete a trouble ticket and its history (administrators)", status_code=204)
+@router.delete(
+    ONE, summary="Delete a trouble ticket and its history (administrators)", status_code=204, responses={404: {}}
+)
 async def delete_ticket(ticket: TicketForDelete, session: DbSession) -> Response:
     await tickets.delete_ticket(session, ticket.id)
     return Response(status_code=204)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,12 +18,13 @@ from sqlalchemy import ColumnElement, case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_kit.errors import Conflict, InvalidInput
-from crm_kit.events import Contracts
+from crm_kit.events import CloudEvent, Contracts
 from crm_kit.outbox import stage
 from crm_ticketing import events
-from crm_ticketing.domain import clocks
+from crm_ticketing.domain import clocks, duplicates, hub, queues, reports
 from crm_ticketing.domain.lifecycle import (
     ACKNOWLEDGED,
+    CLOSED,
     RESOLVED,
     IllegalTransition,
     check_transition,
@@ -32,6 +33,7 @@ from crm_ticketing.domain.lifecycle import (
 from crm_ticketing.domain.sla import DEFAULT_POLICIES, PRIORITIES, SlaClock, pick_policy
 from crm_ticketing.models import (
     CustomerStanding,
+    Queue,
     SlaClockRow,
     Ticket,
     TicketNote,
@@ -198,10 +200,18 @@ def _as_json(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
 
 
 async def open_ticket(
-    session: AsyncSession, contracts: Contracts, body: TroubleTicketCreate, *, actor: str, now: datetime
+    session: AsyncSession,
+    contracts: Contracts,
+    body: TroubleTicketCreate,
+    *,
+    actor: str,
+    now: datetime,
+    duplicate_window: timedelta = duplicates.WINDOW,
 ) -> Ticket:
     """A new ticket, acknowledged (已受理), with its SLA picked from category × priority × the customer's standing
-    (a customer not heard of is standard) and both clocks running. A party with role `agent` is the assignee."""
+    (a customer not heard of is standard) and both clocks running. It is routed to its queue and handed to an agent
+    there (crm_ticketing.domain.queues), unless a party with role `agent` is given: that one is the assignee. One
+    repeating an earlier ticket within `duplicate_window` is linked to it (crm_ticketing.domain.duplicates)."""
     customer = next(party for party in body.related_party if party.role == CUSTOMER_ROLE)
     agents = [party for party in body.related_party if party.role == AGENT_ROLE]
     if len(agents) > 1:
@@ -230,7 +240,6 @@ async def open_ticket(
         status_change_date=now,
         channel=body.channel.id if body.channel else DEFAULT_CHANNEL,
         channel_name=body.channel.name if body.channel else None,
-        assignee=agents[0].id if agents else None,
         escalation_level=0,
         sla_policy_id=policy.id,
         key_account=key_account,
@@ -246,15 +255,16 @@ async def open_ticket(
     await session.flush()  # before the rows that refer to it: without relationship()s, flushes are not FK-ordered
     session.add(TicketStatusChange(ticket_id=ticket.id, status=ACKNOWLEDGED, change_date=now, changed_by=actor))
     session.add_all(TicketNote(ticket_id=ticket.id, author=actor, date=now, text=note.text) for note in body.note)
-    if ticket.assignee:
-        session.add(
-            TicketTransfer(ticket_id=ticket.id, to_assignee=ticket.assignee, transferred_by=actor, transferred_at=now)
-        )
+    routing = await queues.route(session, ticket, agents[0].id if agents else None)
+    transfer(session, ticket, routing.queue, routing.assignee, actor=actor, now=now, reason=routing.reason)
+    ticket.duplicate_of = await duplicates.original_of(session, ticket, duplicate_window)
     started = clocks.start(ticket.id, policy, now)
     session.add_all(started)
     await session.flush()
     resolution_due = next(row.due_at for row in started if row.kind == clocks.RESOLUTION)
-    await stage(session, contracts, [events.ticket_created(ticket, resolution_due)])
+    created = [events.ticket_created(ticket, resolution_due)]
+    await stage(session, contracts, created)
+    await hub.notify(session, ticket.id, created, now=now)
     return ticket
 
 
@@ -279,7 +289,8 @@ async def change_status(
         ) from refused
     # Never before the last change: a replica whose clock lags another's by a few ms must not run a clock backwards.
     at = max(now, ticket.status_change_date)
-    clocks.follow(await clocks.load(session, ticket.id), from_state, to_state, at)
+    clock_rows = await clocks.load(session, ticket.id)
+    clocks.follow(clock_rows, from_state, to_state, at)
     if from_state == ACKNOWLEDGED:
         ticket.first_responded_at = at
     if to_state == RESOLVED:
@@ -301,7 +312,32 @@ async def change_status(
         )
     )
     await session.flush()
-    await stage(session, contracts, [events.state_changed(ticket, from_state)])
+    outcome = await _outcome(session, ticket, clock_rows)
+    staged = [events.state_changed(ticket, from_state), *outcome]
+    await stage(session, contracts, staged)
+    await hub.notify(session, ticket.id, staged, now=now)
+
+
+async def _outcome(session: AsyncSession, ticket: Ticket, clock_rows: dict[str, SlaClockRow]) -> list[CloudEvent]:
+    """The resolved or closed event of the move just made, if it was one: the service-quality facts go with it."""
+    if ticket.status == CLOSED:
+        return [events.ticket_closed(ticket)]
+    if ticket.status != RESOLVED:
+        return []
+    transferred, reopened = (
+        await session.execute(
+            select(reports.transferred_after_opening(), reports.reopened()).where(Ticket.id == ticket.id)
+        )
+    ).one()
+    resolution = clock_rows[clocks.RESOLUTION]
+    return [
+        events.ticket_resolved(
+            ticket,
+            sla_met=resolution.breached_at is None,
+            first_contact=not (transferred or reopened),
+            reopened=bool(reopened),
+        )
+    ]
 
 
 _PLAIN = (
@@ -330,6 +366,7 @@ async def patch_ticket(
     """Apply a merge-patch (TroubleTicketUpdate says what each member does). The SLA policy stays the one chosen when
     the ticket was opened: a later change of priority or category is not a new promise to the customer."""
     present = patch.model_fields_set
+    before = hub.snapshot(ticket)
     changed = False
     for name in _PLAIN:
         if name in present and getattr(ticket, name) != (value := getattr(patch, name)):
@@ -343,18 +380,24 @@ async def patch_ticket(
         session.add(TicketNote(ticket_id=ticket.id, author=actor, date=now, text=note.text))
         changed = True
     if present & {"queue", "assignee"}:
-        changed = _transfer(session, ticket, patch, actor=actor, now=now) or changed
+        changed = await _transfer(session, ticket, patch, actor=actor, now=now) or changed
     if patch.status is not None:
         await change_status(session, contracts, ticket, patch.status, patch.status_change_reason, actor=actor, now=now)
     elif changed:
         ticket.last_update = max(now, ticket.last_update)
     await session.flush()
+    await hub.notify_changed(session, ticket, before, noted=bool(patch.note), now=now)
 
 
-def _transfer(session: AsyncSession, ticket: Ticket, patch: TroubleTicketUpdate, *, actor: str, now: datetime) -> bool:
-    """转派: a new queue or assignee, recorded with who moved it; False when the patch repeats what is set."""
+async def _transfer(
+    session: AsyncSession, ticket: Ticket, patch: TroubleTicketUpdate, *, actor: str, now: datetime
+) -> bool:
+    """转派: a new queue or assignee, recorded with who moved it; False when the patch repeats what is set. A queue
+    that does not exist is refused: the ticket would wait where no agent ever looks."""
     present = patch.model_fields_set
     queue = patch.queue if "queue" in present else ticket.queue
+    if queue != ticket.queue and await session.get(Queue, queue) is None:
+        raise InvalidInput(f"No queue {queue}; see /api/v1/queues", field="queue")
     assignee = patch.assignee if "assignee" in present else ticket.assignee
     return transfer(session, ticket, queue, assignee, actor=actor, now=now)
 
@@ -390,6 +433,7 @@ def transfer(
 
 
 async def delete_ticket(session: AsyncSession, ticket_id: str) -> None:
-    """The ticket and everything of it (history, notes, transfers, clocks: ON DELETE CASCADE). No event: the
-    contracts have none, and deleting is for tickets raised by mistake or in test."""
+    """The ticket and everything of it (history, notes, transfers, clocks: ON DELETE CASCADE). No event on the bus:
+    the contracts have none, and deleting is for tickets raised by mistake or in test; TMF621 listeners are told."""
+    await hub.notify_deleted(session, ticket_id)
     await session.execute(delete(Ticket).where(Ticket.id == ticket_id))

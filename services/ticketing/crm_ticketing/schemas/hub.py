@@ -35,6 +35,13 @@ class EventSubscription(TmfModel):
     query: str | None = None
 
 
+class RegisteredEventSubscription(EventSubscription):
+    """The answer to a registration, the only one to carry the secret: the listener keeps it to verify our
+    signatures (X-Hub-Signature-256), and it is never shown again."""
+
+    secret: str = Field(description="HMAC-SHA256 key of X-Hub-Signature-256 over '<X-Hub-Timestamp>.<body>'")
+
+
 class TroubleTicketEventPayload(TmfModel):
     trouble_ticket: TroubleTicket = Field(alias="troubleTicket")
 

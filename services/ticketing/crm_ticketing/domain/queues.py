@@ -1,0 +1,187 @@
+"""Work queues (工单队列) and who gets a new ticket: routing on open, assignment within the queue, the agents' "pull
+next" from the pool (工单池), and the live load a supervisor (班长) watches.
+
+Routing: a key account's ticket (大客户) goes to the green channel (绿色通道) serving its category, any other ticket
+(and a key account's when no green channel serves its category) to the queue listing its category. A queue with no
+categories serves all of them only as a green channel: the escalation queues list none and are not green, so
+routing never picks them; escalation (crm_ticketing.domain.escalation) moves tickets there by name.
+
+Assignment hands the ticket to an available agent (坐席) of that queue who is under their `max_open`: in turn
+(轮询, round_robin) or to the one with fewest open tickets (最少负荷, least_loaded). An agent's load counts their open
+tickets in every queue, since it is one person working them. With nobody to hand it to, the ticket waits in the
+queue unassigned until an agent pulls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_ticketing.domain.lifecycle import OPEN_STATES
+from crm_ticketing.domain.sla import PRIORITIES
+from crm_ticketing.models import Queue, QueueAgent, Ticket
+
+ROUND_ROBIN = "round_robin"
+
+_OPEN = Ticket.status.in_(OPEN_STATES)
+_URGENCY = case({priority: rank for rank, priority in enumerate(PRIORITIES)}, value=Ticket.priority)
+"""Critical first, as a list sorted by priority has it."""
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a new ticket goes and to whom, with the reason its transfer record (转派记录) gives."""
+
+    queue: str | None
+    assignee: str | None
+    reason: str | None
+
+
+def _serves(queue: Queue, category: str) -> bool:
+    return category in queue.categories or (queue.key_accounts and not queue.categories)
+
+
+def pick_queue(queues: Sequence[Queue], category: str, key_account: bool) -> Queue | None:
+    """The queue a new ticket of `category` goes to. Among several, one listing the category comes before a green
+    channel taking all of them, then by id: the same ticket always lands in the same queue."""
+    candidates = [q for q in queues if q.key_accounts and _serves(q, category)] if key_account else []
+    if not candidates:
+        candidates = [q for q in queues if not q.key_accounts and category in q.categories]
+    return min(candidates, key=lambda q: (category not in q.categories, q.id), default=None)
+
+
+async def agent_loads(session: AsyncSession, agents: Sequence[str]) -> dict[str, int]:
+    """Open tickets assigned to each of `agents`, in any queue; 0 for one with none."""
+    if not agents:
+        return {}
+    rows = await session.execute(
+        select(Ticket.assignee, func.count()).where(Ticket.assignee.in_(agents), _OPEN).group_by(Ticket.assignee)
+    )
+    loads = dict.fromkeys(agents, 0)
+    loads.update({agent: count for agent, count in rows})
+    return loads
+
+
+async def assign(session: AsyncSession, queue: Queue) -> str | None:
+    """The agent of `queue` its strategy hands the next ticket to; None when every one is away or full. The caller
+    holds the queue row locked, so two replicas opening tickets at once do not hand out the same turn."""
+    members = await session.scalars(
+        select(QueueAgent).where(QueueAgent.queue_id == queue.id, QueueAgent.available.is_(True))
+    )
+    limits = {m.agent_id: m.max_open for m in members}
+    loads = await agent_loads(session, list(limits))
+    # Sorted here, not by the database: a collation may order ids otherwise than the turn compares them.
+    ready = sorted(agent for agent, limit in limits.items() if limit is None or loads[agent] < limit)
+    if not ready:
+        return None
+    if queue.strategy == ROUND_ROBIN:
+        last = queue.last_assignee
+        chosen = next((agent for agent in ready if last is None or agent > last), ready[0])
+        queue.last_assignee = chosen
+        return chosen
+    return min(ready, key=lambda agent: (loads[agent], agent))
+
+
+async def route(session: AsyncSession, ticket: Ticket, given: str | None) -> Routing:
+    """Where the new `ticket` goes: its queue, and `given` (the agent named at open, who keeps it) or the agent the
+    queue's strategy picks. No queue serves the category: it stays with `given` alone, as before queues."""
+    queue = pick_queue(list(await session.scalars(select(Queue))), ticket.category, ticket.key_account)
+    if queue is None:
+        return Routing(None, given, None)
+    routed = (
+        f"routed: key account, green channel {queue.id} (绿色通道)"
+        if queue.key_accounts
+        else f"routed: category {ticket.category}"
+    )
+    if given is not None:
+        return Routing(queue.id, given, f"{routed}; assigned at open")
+    # Read again under the lock: another replica may have handed out a turn since the queues were read.
+    lock = select(Queue).where(Queue.id == queue.id).with_for_update().execution_options(populate_existing=True)
+    assignee = await assign(session, await session.scalar(lock) or queue)
+    if assignee is None:
+        return Routing(queue.id, None, f"{routed}; no agent available, waiting in the pool (工单池)")
+    how = "round robin (轮询)" if queue.strategy == ROUND_ROBIN else "least loaded (最少负荷)"
+    return Routing(queue.id, assignee, f"{routed}; assigned: {how}")
+
+
+async def next_waiting(session: AsyncSession, queue_id: str) -> Ticket | None:
+    """The ticket an agent pulling from the queue gets: unassigned and open, most urgent first, then the longest
+    waiting. Locked, skipping one another agent is pulling at this moment (PostgreSQL)."""
+    query = (
+        select(Ticket)
+        .where(Ticket.queue == queue_id, Ticket.assignee.is_(None), _OPEN)
+        .order_by(_URGENCY, Ticket.creation_date, Ticket.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return await session.scalar(query)
+
+
+@dataclass(frozen=True)
+class Load:
+    """A queue's backlog as it stands: open tickets, those nobody has, since when the oldest of those waits."""
+
+    open: int
+    unassigned: int
+    oldest_unassigned: datetime | None
+
+
+async def loads(session: AsyncSession, queue_ids: Sequence[str]) -> dict[str, Load]:
+    """The backlog of each of `queue_ids` (all zero for an empty queue)."""
+    unassigned = Ticket.assignee.is_(None)
+    rows = await session.execute(
+        select(
+            Ticket.queue,
+            func.count(),
+            func.coalesce(func.sum(case((unassigned, 1), else_=0)), 0),
+            func.min(case((unassigned, Ticket.creation_date))),
+        )
+        .where(Ticket.queue.in_(queue_ids), _OPEN)
+        .group_by(Ticket.queue)
+    )
+    found = {queue: Load(total, waiting, oldest) for queue, total, waiting, oldest in rows}
+    return {q: found.get(q, Load(0, 0, None)) for q in queue_ids}
+
+
+async def save_queue(
+    session: AsyncSession,
+    queue_id: str,
+    *,
+    name: str,
+    categories: list[str],
+    key_accounts: bool,
+    strategy: str,
+    now: datetime,
+) -> tuple[Queue, bool]:
+    """Create the queue or replace its definition; its agents and its round-robin turn stay. True when created."""
+    queue = await session.scalar(select(Queue).where(Queue.id == queue_id).with_for_update())
+    created = queue is None
+    if queue is None:
+        queue = Queue(id=queue_id, created_at=now)
+        session.add(queue)
+    queue.name = name
+    queue.categories = categories
+    queue.key_accounts = key_accounts
+    queue.strategy = strategy
+    queue.updated_at = now
+    await session.flush()
+    return queue, created
+
+
+async def save_member(
+    session: AsyncSession, queue_id: str, agent_id: str, *, available: bool, max_open: int | None, now: datetime
+) -> tuple[QueueAgent, bool]:
+    """The agent joins the queue, or their availability and limit change. True when they joined."""
+    member = await session.get(QueueAgent, (queue_id, agent_id), with_for_update=True)
+    joined = member is None
+    if member is None:
+        member = QueueAgent(queue_id=queue_id, agent_id=agent_id, joined_at=now)
+        session.add(member)
+    member.available = available
+    member.max_open = max_open
+    await session.flush()
+    return member, joined
