@@ -5,6 +5,7 @@ BENCHMARKS.md.
   the customer service applies 20,000 activations.
 - The BOSS feed at full speed beside a bare Kafka producer (`tests/bench_boss.py`).
 - The customer service at 1M customers (`tests/bench_customer.py`).
+- The ticketing service at 1M tickets (`tests/bench_ticketing.py`), in a section of its own.
 Runs on the embedded broker and SQLite files in a temporary folder (and PostgreSQL when asked), on this machine.
 """
 
@@ -31,7 +32,7 @@ from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, boss_push, serve
-from tests import bench_boss, bench_customer
+from tests import bench_boss, bench_customer, bench_ticketing
 from tests.boss import activation
 
 BATCHES = 4
@@ -101,23 +102,78 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000, help="size of the synthetic population")
     parser.add_argument("--postgres", help="also measure on a fresh database of this PostgreSQL server (asyncpg URL)")
     parser.add_argument("--boss-records", type=int, default=300_000, help="records of the simulated BOSS feed")
+    parser.add_argument("--tickets", type=int, default=1_000_000, help="tickets in the ticketing service's store")
+    parser.add_argument(
+        "--only",
+        choices=SECTIONS,
+        help="measure one section (core: first slice, BOSS feed, customer service); BENCHMARKS.md keeps the other's",
+    )
     args = parser.parse_args()
     speed = cpu_reference()
+    sections = dict.fromkeys(SECTIONS, "")
     with tempfile.TemporaryDirectory() as folder:
-        results = asyncio.run(bench(Path(folder)))
-        results.update(bench_boss.measure_apart(Path(folder), args.boss_records))
-        results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers)))
-        if args.postgres:
-            results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers, args.postgres)))
+        if args.only in (None, "core"):
+            results = asyncio.run(bench(Path(folder)))
+            results.update(bench_boss.measure_apart(Path(folder), args.boss_records))
+            results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers)))
+            if args.postgres:
+                results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers, args.postgres)))
+            sections["core"] = core_section(results, speed)
+        if args.only in (None, "ticketing"):
+            tickets = asyncio.run(bench_ticketing.measure(Path(folder), args.tickets))
+            if args.postgres:
+                tickets.update(asyncio.run(bench_ticketing.measure(Path(folder), args.tickets, args.postgres)))
+            sections["ticketing"] = ticketing_section(tickets, speed)
+    text = write_sections(Path("BENCHMARKS.md"), sections)
+    print(text)
+
+
+SECTIONS = ("core", "ticketing")
+TICKETING_HEADING = "## Ticketing"
+
+
+def machine(speed: float) -> str:
+    return (
+        f"- when: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
+        f"- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
+        f"CPU reference {speed:.2f} s (lower is faster: the same virtual machine has measured 40% apart on two days, "
+        "so compare runs by it)"
+    )
+
+
+def write_sections(path: Path, sections: dict[str, str]) -> str:
+    """BENCHMARKS.md with the sections measured now, the others as the last run that measured them left them."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    core, _, ticketing = old.partition(TICKETING_HEADING)
+    kept = {"core": core.strip(), "ticketing": (TICKETING_HEADING + ticketing).strip() if ticketing else ""}
+    text = "\n\n".join(filter(None, (sections[name] or kept[name] for name in SECTIONS)))
+    path.write_text(text + "\n", encoding="utf-8")
+    return text
+
+
+def ticketing_section(results: dict[str, str], speed: float) -> str:
+    lines = [
+        TICKETING_HEADING,
+        "",
+        "Goal: ticket create p99 and list p99 at 32 clients, 1M tickets (`tests/bench_ticketing.py`).",
+        "",
+        machine(speed),
+        bench_ticketing.SETUP,
+        "",
+        "| measure | result |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in results.items()],
+    ]
+    return "\n".join(lines)
+
+
+def core_section(results: dict[str, str], speed: float) -> str:
     lines = [
         "# Benchmarks",
         "",
         "Written by `make bench` (`tests/bench.py`); figures are from the last run, not asserted by any test.",
         "",
-        f"- when: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
-        f"CPU reference {speed:.2f} s (lower is faster: the same virtual machine has measured 40% apart on two days, "
-        "so compare runs by it)",
+        machine(speed),
         "- setup: embedded Tansu broker (memory), SQLite files; the first-slice rows run every service in one",
         "  process; the 1M-customer rows run the customer service as one uvicorn process per core (replicas on",
         "  their own ports, the load generator's clients spread over them as a Service would) after a warm-up,",
@@ -128,10 +184,8 @@ def main() -> None:
         "| measure | result |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in results.items()],
-        "",
     ]
-    Path("BENCHMARKS.md").write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
