@@ -21,12 +21,18 @@ class Ticket(Base):
     related entities, attachments and external identifiers are kept as given, as JSON lists in TMF camelCase."""
 
     __tablename__ = "ticket"
+    __table_args__ = (
+        Index("ix_ticket_status_priority_created", "status", "priority", "creation_date", "id"),
+        Index("ix_ticket_queue_status_created", "queue", "status", "creation_date", "id"),
+        Index("ix_ticket_assignee_status_created", "assignee", "status", "creation_date", "id"),
+        Index("ix_ticket_type_created", "ticket_type", "creation_date"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, doc="TT + 20 characters, sortable by creation")
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
     customer_name: Mapped[str | None] = mapped_column(String(200))
     customer_referred_type: Mapped[str] = mapped_column(String(64), doc="Customer, Individual or Organization")
-    ticket_type: Mapped[str] = mapped_column(String(16), index=True)
+    ticket_type: Mapped[str] = mapped_column(String(16))
     category: Mapped[str] = mapped_column(String(32), index=True)
     priority: Mapped[str] = mapped_column(String(16), index=True)
     severity: Mapped[str | None] = mapped_column(String(16))
@@ -37,8 +43,8 @@ class Ticket(Base):
     status_change_reason: Mapped[str | None] = mapped_column(String(300))
     channel: Mapped[str] = mapped_column(String(16), index=True)
     channel_name: Mapped[str | None] = mapped_column(String(64))
-    queue: Mapped[str | None] = mapped_column(String(64), index=True)
-    assignee: Mapped[str | None] = mapped_column(String(64), index=True)
+    queue: Mapped[str | None] = mapped_column(String(64))
+    assignee: Mapped[str | None] = mapped_column(String(64))
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     sla_policy_id: Mapped[str] = mapped_column(String(64))
     key_account: Mapped[bool] = mapped_column(Boolean, doc="the customer's standing when the ticket was opened")
@@ -52,7 +58,7 @@ class Ticket(Base):
     last_update: Mapped[datetime] = mapped_column(UtcDateTime)
     expected_resolution_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
     requested_resolution_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    resolution_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolution_date: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     first_responded_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="首次响应: the first move on")
     csat_score: Mapped[int | None] = mapped_column(Integer)
     csat_comment: Mapped[str | None] = mapped_column(String(500))

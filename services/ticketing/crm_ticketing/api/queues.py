@@ -19,7 +19,7 @@ from crm_kit.presentation import SHANGHAI, JSONResponse
 from crm_kit.service import DbSession
 from crm_ticketing.api.access import STAFF
 from crm_ticketing.api.tickets import MAX_OFFSET, Now
-from crm_ticketing.domain import queues, tickets
+from crm_ticketing.domain import queues, representation, tickets
 from crm_ticketing.domain.escalation import ESCALATION
 from crm_ticketing.domain.representation import ticket_resource
 from crm_ticketing.models import Queue, QueueAgent
@@ -218,5 +218,5 @@ async def pull_next(queue_id: QueueId, session: DbSession, principal: Staff, now
     tickets.transfer(session, ticket, queue_id, principal.subject, actor=principal.subject, now=now, reason=reason)
     ticket.last_update = max(now, ticket.last_update)
     await session.flush()
-    [view] = await tickets.load_views(session, [ticket.id])
+    [view] = await representation.load_views(session, [ticket.id])
     return JSONResponse(ticket_resource(view, now))

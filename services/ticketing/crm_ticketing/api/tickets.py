@@ -14,7 +14,7 @@ from crm_kit.errors import InvalidInput, UnsupportedMediaType
 from crm_kit.presentation import JSONResponse
 from crm_kit.service import DbSession, RuntimeDep
 from crm_ticketing.api.access import ExistingTicket, Reader, TicketForDelete, TicketForUpdate, Writer, visible
-from crm_ticketing.domain import tickets
+from crm_ticketing.domain import representation, tickets
 from crm_ticketing.domain.representation import TICKETS, ticket_resource
 from crm_ticketing.domain.tickets import TicketFilter
 from crm_ticketing.schemas.trouble_ticket import (
@@ -76,7 +76,7 @@ def select_fields(resource: dict[str, Any], fields: set[str] | None) -> dict[str
 
 
 async def _one(session: AsyncSession, ticket_id: str, now: datetime) -> dict[str, Any]:
-    [view] = await tickets.load_views(session, [ticket_id])
+    [view] = await representation.load_views(session, [ticket_id])
     return ticket_resource(view, now)
 
 

@@ -50,7 +50,7 @@ from crm_kit.errors import InvalidInput, NotFound
 from crm_kit.events import CloudEvent
 from crm_kit.signing import sign
 from crm_ticketing import events
-from crm_ticketing.domain import representation, tickets
+from crm_ticketing.domain import representation
 from crm_ticketing.models import HubDelivery, HubSubscription, Ticket
 from crm_ticketing.schemas.hub import EVENT_TYPES, EventSubscriptionInput, EventType, TroubleTicketEvent
 from crm_ticketing.settings import Settings
@@ -225,7 +225,7 @@ async def _stage(session: AsyncSession, ticket_id: str, notices: Sequence[Notice
     owed = [(lid, n) for n in notices for lid, wanted in listeners if not wanted or n.event_type in wanted]
     if not owed:
         return 0
-    [view] = await tickets.load_views(session, [ticket_id])
+    [view] = await representation.load_views(session, [ticket_id])
     resource = representation.ticket_resource(view, now)
     bodies = {n.event_id: _body(n, resource, now) for n in dict.fromkeys(n for _, n in owed)}
     session.add_all(

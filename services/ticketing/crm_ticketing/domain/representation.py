@@ -1,24 +1,56 @@
 """The TMF621 representation of a ticket: what the API answers with and what the hub POSTs to listeners, built in
-one place so a listener sees the ticket exactly as a GET would show it.
-
-`tickets` is imported as a module, its members looked up when used: tickets stages hub notifications, and the hub
-builds them with this module, so the three import one another."""
+one place so a listener sees the ticket exactly as a GET would show it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_kit.presentation import SHANGHAI
-from crm_ticketing.domain import clocks, tickets
+from crm_ticketing.domain import clocks
+from crm_ticketing.domain.sla import SlaClock
+from crm_ticketing.models import SlaClockRow, Ticket, TicketNote, TicketStatusChange
 from crm_ticketing.schemas.trouble_ticket import TroubleTicket
-
-if TYPE_CHECKING:
-    from crm_ticketing.domain.tickets import TicketView
 
 BASE = "/tmf-api/troubleTicket/v4"
 TICKETS = f"{BASE}/troubleTicket"
 CUSTOMERS = "/tmf-api/customerManagement/v4/customer"
+CUSTOMER_ROLE = "customer"
+AGENT_ROLE = "agent"
+
+
+@dataclass
+class TicketView:
+    """A ticket with what its representation shows beside it: status history, notes, SLA clocks by kind."""
+
+    ticket: Ticket
+    history: list[TicketStatusChange] = field(default_factory=list)
+    notes: list[TicketNote] = field(default_factory=list)
+    clocks: dict[str, SlaClock] = field(default_factory=dict)
+
+
+async def load_views(session: AsyncSession, ids: Sequence[str]) -> list[TicketView]:
+    """The tickets `ids` names, in that order, with their history and notes oldest first."""
+    if not ids:
+        return []
+    views = {t.id: TicketView(t) for t in await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))}
+    found = list(views)
+    for change in await session.scalars(
+        select(TicketStatusChange).where(TicketStatusChange.ticket_id.in_(found)).order_by(TicketStatusChange.seq)
+    ):
+        views[change.ticket_id].history.append(change)
+    for note in await session.scalars(
+        select(TicketNote).where(TicketNote.ticket_id.in_(found)).order_by(TicketNote.seq)
+    ):
+        views[note.ticket_id].notes.append(note)
+    for row in await session.scalars(select(SlaClockRow).where(SlaClockRow.ticket_id.in_(found))):
+        views[row.ticket_id].clocks[row.kind] = clocks.to_clock(row)
+    return [views[i] for i in ids if i in views]
 
 
 def local(moment: datetime | None) -> datetime | None:
@@ -34,12 +66,12 @@ def ticket_resource(view: TicketView, now: datetime) -> dict[str, Any]:
         "id": t.customer_id,
         "href": f"{CUSTOMERS}/{t.customer_id}",
         "name": t.customer_name,
-        "role": tickets.CUSTOMER_ROLE,
+        "role": CUSTOMER_ROLE,
         "@referredType": t.customer_referred_type,
     }
     parties = [customer, *t.related_parties]
     if t.assignee:
-        parties.append({"id": t.assignee, "role": tickets.AGENT_ROLE, "@referredType": "Individual"})
+        parties.append({"id": t.assignee, "role": AGENT_ROLE, "@referredType": "Individual"})
     first = view.clocks[clocks.FIRST_RESPONSE]
     resolution = view.clocks[clocks.RESOLUTION]
     resource = TroubleTicket.model_validate(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,8 @@ from crm_ticketing.domain.lifecycle import (
     check_transition,
     is_reopen,
 )
-from crm_ticketing.domain.sla import DEFAULT_POLICIES, PRIORITIES, SlaClock, pick_policy
+from crm_ticketing.domain.representation import AGENT_ROLE, CUSTOMER_ROLE, TicketView, load_views
+from crm_ticketing.domain.sla import DEFAULT_POLICIES, PRIORITIES, pick_policy
 from crm_ticketing.models import (
     CustomerStanding,
     Queue,
@@ -42,8 +43,6 @@ from crm_ticketing.models import (
 )
 from crm_ticketing.schemas.trouble_ticket import TroubleTicketCreate, TroubleTicketUpdate
 
-CUSTOMER_ROLE = "customer"
-AGENT_ROLE = "agent"
 DEFAULT_CHANNEL = "hotline"
 """A ticket that does not say where it was raised was typed in by an agent at the contact centre (客服热线), where
 most tickets come from; the created event must name a channel."""
@@ -84,35 +83,6 @@ def new_ticket_id(now: datetime) -> str:
 
 
 # --- reading -----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TicketView:
-    """A ticket with what its representation shows beside it: status history, notes, SLA clocks by kind."""
-
-    ticket: Ticket
-    history: list[TicketStatusChange] = field(default_factory=list)
-    notes: list[TicketNote] = field(default_factory=list)
-    clocks: dict[str, SlaClock] = field(default_factory=dict)
-
-
-async def load_views(session: AsyncSession, ids: Sequence[str]) -> list[TicketView]:
-    """The tickets `ids` names, in that order, with their history and notes oldest first."""
-    if not ids:
-        return []
-    views = {t.id: TicketView(t) for t in await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))}
-    found = list(views)
-    for change in await session.scalars(
-        select(TicketStatusChange).where(TicketStatusChange.ticket_id.in_(found)).order_by(TicketStatusChange.seq)
-    ):
-        views[change.ticket_id].history.append(change)
-    for note in await session.scalars(
-        select(TicketNote).where(TicketNote.ticket_id.in_(found)).order_by(TicketNote.seq)
-    ):
-        views[note.ticket_id].notes.append(note)
-    for row in await session.scalars(select(SlaClockRow).where(SlaClockRow.ticket_id.in_(found))):
-        views[row.ticket_id].clocks[row.kind] = clocks.to_clock(row)
-    return [views[i] for i in ids if i in views]
 
 
 @dataclass(frozen=True)
@@ -251,13 +221,19 @@ async def open_ticket(
         last_update=now,
         requested_resolution_date=body.requested_resolution_date,
     )
+    # Routing and duplicates read before the ticket is written: on SQLite the first write takes the database's one
+    # write lock, and these reads would hold every other writer up.
+    routing = await queues.route(session, ticket, agents[0].id if agents else None)
+    ticket.queue, ticket.assignee = routing.queue, routing.assignee
+    ticket.duplicate_of = await duplicates.original_of(session, ticket, duplicate_window)
     session.add(ticket)
     await session.flush()  # before the rows that refer to it: without relationship()s, flushes are not FK-ordered
     session.add(TicketStatusChange(ticket_id=ticket.id, status=ACKNOWLEDGED, change_date=now, changed_by=actor))
     session.add_all(TicketNote(ticket_id=ticket.id, author=actor, date=now, text=note.text) for note in body.note)
-    routing = await queues.route(session, ticket, agents[0].id if agents else None)
-    transfer(session, ticket, routing.queue, routing.assignee, actor=actor, now=now, reason=routing.reason)
-    ticket.duplicate_of = await duplicates.original_of(session, ticket, duplicate_window)
+    if routing.queue or routing.assignee:
+        session.add(
+            _transfer_record(ticket.id, (None, None), (routing.queue, routing.assignee), actor, now, routing.reason)
+        )
     started = clocks.start(ticket.id, policy, now)
     session.add_all(started)
     await session.flush()
@@ -415,21 +391,31 @@ def transfer(
     """Move the ticket to `queue` and `assignee`, recorded in its transfer history; False when both are as set."""
     if (queue, assignee) == (ticket.queue, ticket.assignee):
         return False
-    session.add(
-        TicketTransfer(
-            ticket_id=ticket.id,
-            from_queue=ticket.queue,
-            to_queue=queue,
-            from_assignee=ticket.assignee,
-            to_assignee=assignee,
-            transferred_by=actor,
-            transferred_at=now,
-            reason=reason,
-        )
-    )
+    session.add(_transfer_record(ticket.id, (ticket.queue, ticket.assignee), (queue, assignee), actor, now, reason))
     ticket.queue = queue
     ticket.assignee = assignee
     return True
+
+
+def _transfer_record(
+    ticket_id: str,
+    source: tuple[str | None, str | None],
+    target: tuple[str | None, str | None],
+    actor: str,
+    at: datetime,
+    reason: str | None,
+) -> TicketTransfer:
+    """转派记录: from (queue, assignee) `source` to `target`."""
+    return TicketTransfer(
+        ticket_id=ticket_id,
+        from_queue=source[0],
+        to_queue=target[0],
+        from_assignee=source[1],
+        to_assignee=target[1],
+        transferred_by=actor,
+        transferred_at=at,
+        reason=reason,
+    )
 
 
 async def delete_ticket(session: AsyncSession, ticket_id: str) -> None:
