@@ -67,13 +67,15 @@ async def agent_loads(session: AsyncSession, agents: Sequence[str]) -> dict[str,
 
 
 async def assign(session: AsyncSession, queue: Queue) -> str | None:
-    """The agent of `queue` its strategy hands the next ticket to; None when every one is away or full. The caller
-    holds the queue row locked, so two replicas opening tickets at once do not hand out the same turn."""
+    """The agent of `queue` its strategy hands the next ticket to; None when every one is away or full. For a round
+    robin the caller holds the queue row locked, so two replicas opening tickets at once do not hand out the same
+    turn. Loads are counted only where they decide: every agent's for least loaded, the limited ones' for a turn."""
     members = await session.scalars(
         select(QueueAgent).where(QueueAgent.queue_id == queue.id, QueueAgent.available.is_(True))
     )
     limits = {m.agent_id: m.max_open for m in members}
-    loads = await agent_loads(session, list(limits))
+    counted = [a for a, limit in limits.items() if limit is not None] if queue.strategy == ROUND_ROBIN else list(limits)
+    loads = dict.fromkeys(limits, 0) | await agent_loads(session, counted)
     # Sorted here, not by the database: a collation may order ids otherwise than the turn compares them.
     ready = sorted(agent for agent, limit in limits.items() if limit is None or loads[agent] < limit)
     if not ready:
@@ -99,9 +101,13 @@ async def route(session: AsyncSession, ticket: Ticket, given: str | None) -> Rou
     )
     if given is not None:
         return Routing(queue.id, given, f"{routed}; assigned at open")
-    # Read again under the lock: another replica may have handed out a turn since the queues were read.
-    lock = select(Queue).where(Queue.id == queue.id).with_for_update().execution_options(populate_existing=True)
-    assignee = await assign(session, await session.scalar(lock) or queue)
+    if queue.strategy == ROUND_ROBIN:
+        # Read again under the lock: another replica may have handed out a turn since the queues were read. Least
+        # loaded takes no lock: two tickets opened at the same instant may go to the same agent, who is one ticket
+        # ahead until the next, rather than every opening in the queue waiting on the one before it.
+        lock = select(Queue).where(Queue.id == queue.id).with_for_update().execution_options(populate_existing=True)
+        queue = await session.scalar(lock) or queue
+    assignee = await assign(session, queue)
     if assignee is None:
         return Routing(queue.id, None, f"{routed}; no agent available, waiting in the pool (工单池)")
     how = "round robin (轮询)" if queue.strategy == ROUND_ROBIN else "least loaded (最少负荷)"
