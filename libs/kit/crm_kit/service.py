@@ -263,7 +263,7 @@ def create_service_app(
         rt = Runtime(name=name, settings=settings, db=db, bus=bus, contracts=contracts, metrics=metrics, relay=relay)
         rt.consumers = [
             ConsumerRunner(s, db=db, bus=bus, contracts=contracts, settings=settings, metrics=metrics)
-            for s in subscriptions
+            for s in (subscriptions if settings.consumers else [])
         ]
         app.state.runtime = rt
         if on_startup is not None:

@@ -73,6 +73,11 @@ class ServiceSettings(AppSettings):
         description="whether this process publishes its outbox; false where `crm relay` runs beside it as a process "
         "of its own",
     )
+    consumers: bool = Field(
+        True,
+        description="whether this process runs the service's consumers; false for replicas that only serve the API "
+        "while another deployment of the service consumes",
+    )
     outbox_batch_size: int = 5000
     outbox_poll_seconds: float = 0.5
     consumer_max_attempts: int = 5

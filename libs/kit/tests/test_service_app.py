@@ -152,6 +152,23 @@ async def test_a_service_migrates_provisions_relays_and_consumes(
     assert {t.name for t in contracts.topics.values()} | {t.dlq for t in contracts.topics.values()} <= topics
 
 
+async def test_an_api_only_replica_publishes_and_does_not_consume(
+    kafka: KafkaSettings, database_url: Callable[[str], Awaitable[str]], tmp_path: Path
+):
+    """`consumers=False`: the replica serves and relays its outbox; its consumers run in another deployment."""
+    settings = ServiceSettings(
+        database_url=await database_url("svc"), kafka=kafka, log_json=False, outbox_poll_seconds=0.1, consumers=False
+    )
+    seen: list[CloudEvent] = []
+    async with serve(make_app(settings, tmp_path, seen)) as base, httpx.AsyncClient(base_url=base, timeout=10) as c:
+        ready = await eventually(lambda: _ready(c), timeout=20)
+        assert ready["checks"] == {"database": "up", "broker": "up", "topics": "up"}
+        event_id = (await c.post("/profiles/C2")).json()["event_id"]
+        published = await read_topic(kafka.bootstrap, "customer.profile", expect=1)
+        assert event_id in {json.loads(record.value)["id"] for record in published}
+        assert seen == []
+
+
 async def _handled(seen: list[CloudEvent]) -> list[CloudEvent]:
     return seen
 

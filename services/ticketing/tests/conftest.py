@@ -198,13 +198,28 @@ def test_clock() -> TestClock:
 @pytest_asyncio.fixture
 async def ticketing_settings(kafka: KafkaSettings, database_url: Any) -> Settings:
     """The SLA scanner runs on the real clock: out of the way of tests that drive a clock of their own (the
-    scanner's own test shortens it)."""
-    return Settings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False, sla_scan_seconds=3600)
+    scanner's own test shortens it). No consumer: joining its group takes a second on this broker, and leaving it
+    while joining as long; the tests that feed customer.profile ask for it (`consuming`)."""
+    return Settings(
+        database_url=await database_url("ticketing"),
+        kafka=kafka,
+        log_json=False,
+        sla_scan_seconds=3600,
+        consumers=False,
+    )
+
+
+@pytest.fixture
+def consuming(ticketing_settings: Settings) -> Settings:
+    """The service with its customer.profile consumer, for the tests that publish to it."""
+    ticketing_settings.consumers = True
+    return ticketing_settings
 
 
 @pytest.fixture
 def start_ticketing(ticketing_settings: Settings, kafka: KafkaSettings, test_clock: TestClock) -> Starter:
-    """Start the ticketing service on this test's database, broker and clock; ready when entered."""
+    """Start the ticketing service on this test's database, broker and clock; ready when entered (with the consumer
+    assigned, for the tests `consuming`)."""
 
     @contextlib.asynccontextmanager
     async def run() -> AsyncIterator[Ticketing]:

@@ -7,9 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from crm_kit.testing import bearer
 from crm_ticketing.domain.standing import ERASED_TEXT
+
+pytestmark = pytest.mark.usefixtures("consuming")
 
 TICKETS = "/tmf-api/troubleTicket/v4/troubleTicket"
 KEY_ACCOUNT_CHANGED = "customer.profile.key_account_changed.v1"

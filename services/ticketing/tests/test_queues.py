@@ -78,6 +78,7 @@ async def test_an_agent_named_at_open_keeps_the_ticket_in_its_queue(service):
     ]
 
 
+@pytest.mark.usefixtures("consuming")
 async def test_a_key_accounts_ticket_goes_to_the_green_channel_serving_its_category(service):
     designated = service.profile_event(
         "customer.profile.key_account_changed.v1",
