@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_ticketing.domain.lifecycle import OPEN_STATES
@@ -67,9 +67,8 @@ async def agent_loads(session: AsyncSession, agents: Sequence[str]) -> dict[str,
 
 
 async def assign(session: AsyncSession, queue: Queue) -> str | None:
-    """The agent of `queue` its strategy hands the next ticket to; None when every one is away or full. For a round
-    robin the caller holds the queue row locked, so two replicas opening tickets at once do not hand out the same
-    turn. Loads are counted only where they decide: every agent's for least loaded, the limited ones' for a turn."""
+    """The agent of `queue` its strategy hands the next ticket to; None when every one is away or full. Loads are
+    counted only where they decide: every agent's for least loaded, the limited ones' for a turn."""
     members = await session.scalars(
         select(QueueAgent).where(QueueAgent.queue_id == queue.id, QueueAgent.available.is_(True))
     )
@@ -81,16 +80,28 @@ async def assign(session: AsyncSession, queue: Queue) -> str | None:
     if not ready:
         return None
     if queue.strategy == ROUND_ROBIN:
-        last = queue.last_assignee
-        chosen = next((agent for agent in ready if last is None or agent > last), ready[0])
-        queue.last_assignee = chosen
-        return chosen
+        return await take_turn(session, queue.id, ready)
     return min(ready, key=lambda agent: (loads[agent], agent))
+
+
+async def take_turn(session: AsyncSession, queue_id: str, ready: Sequence[str]) -> str:
+    """轮询: the first of `ready` after the queue's last assignee, recorded as the new last. In a transaction of its
+    own, committed at once, with the queue row locked for that moment only: replicas opening tickets at the same
+    time each get their own turn without every opening in the queue waiting for the one before it to commit. A
+    ticket whose opening then fails has used a turn; its agent is passed over once."""
+    async with AsyncSession(session.bind) as turn, turn.begin():
+        last = await turn.scalar(select(Queue.last_assignee).where(Queue.id == queue_id).with_for_update())
+        chosen = next((agent for agent in ready if last is None or agent > last), ready[0])
+        await turn.execute(update(Queue).where(Queue.id == queue_id).values(last_assignee=chosen))
+    return chosen
 
 
 async def route(session: AsyncSession, ticket: Ticket, given: str | None) -> Routing:
     """Where the new `ticket` goes: its queue, and `given` (the agent named at open, who keeps it) or the agent the
-    queue's strategy picks. No queue serves the category: it stays with `given` alone, as before queues."""
+    queue's strategy picks. No queue serves the category: it stays with `given` alone, as before queues. Least
+    loaded takes no lock: two tickets opened at the same instant may go to the same agent, one ticket ahead until
+    the next. Called before the caller's transaction writes: a round robin's turn is written in a transaction of
+    its own, and SQLite has one writer at a time."""
     queue = pick_queue(list(await session.scalars(select(Queue))), ticket.category, ticket.key_account)
     if queue is None:
         return Routing(None, given, None)
@@ -101,12 +112,6 @@ async def route(session: AsyncSession, ticket: Ticket, given: str | None) -> Rou
     )
     if given is not None:
         return Routing(queue.id, given, f"{routed}; assigned at open")
-    if queue.strategy == ROUND_ROBIN:
-        # Read again under the lock: another replica may have handed out a turn since the queues were read. Least
-        # loaded takes no lock: two tickets opened at the same instant may go to the same agent, who is one ticket
-        # ahead until the next, rather than every opening in the queue waiting on the one before it.
-        lock = select(Queue).where(Queue.id == queue.id).with_for_update().execution_options(populate_existing=True)
-        queue = await session.scalar(lock) or queue
     assignee = await assign(session, queue)
     if assignee is None:
         return Routing(queue.id, None, f"{routed}; no agent available, waiting in the pool (工单池)")
