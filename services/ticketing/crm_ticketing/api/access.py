@@ -22,8 +22,9 @@ STAFF = ("agent", "supervisor", "admin")
 READERS = (*STAFF, "key_account_manager")
 WRITERS = STAFF
 ADMINS = ("admin",)
-REPORTERS = ("supervisor", "admin")
-"""Team figures (averages, attainment, backlogs) are the supervisors' (班长) view, not an agent's."""
+SUPERVISORS = ("supervisor", "admin")
+"""Team figures (averages, attainment, backlogs) and the team's set-up (queues and who works them) are the
+supervisors' (班长) call, not an agent's."""
 
 
 def portfolio_only(principal: Principal) -> bool:
@@ -56,15 +57,14 @@ async def admin(principal: Caller) -> Principal:
     return principal
 
 
-async def reporter(principal: Caller) -> Principal:
-    principal.require_role(*REPORTERS)
+async def supervisor(principal: Caller) -> Principal:
+    principal.require_role(*SUPERVISORS)
     return principal
 
 
 Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]
 Admin = Annotated[Principal, Depends(admin)]
-Reporter = Annotated[Principal, Depends(reporter)]
 
 TicketId = Annotated[
     str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The ticket id, e.g. TT01M8323B80SW64BHWC78")

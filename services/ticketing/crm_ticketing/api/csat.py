@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from crm_kit.presentation import SHANGHAI, JSONResponse
 from crm_kit.service import DbSession, RuntimeDep
-from crm_ticketing.api.access import TicketForUpdate, reporter
+from crm_ticketing.api.access import TicketForUpdate, supervisor
 from crm_ticketing.api.tickets import ONE, Now
 from crm_ticketing.domain import csat
 from crm_ticketing.schemas.csat import CsatReport
@@ -44,7 +44,7 @@ async def record_satisfaction(
     tags=["Ticket reports"],
     summary="Satisfaction per agent, queue or category: count, average and share satisfied",
     response_model=CsatReport,
-    dependencies=[Depends(reporter)],
+    dependencies=[Depends(supervisor)],
     responses={422: {}},
 )
 async def satisfaction_report(

@@ -13,14 +13,12 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_kit.auth import Caller, Principal
-from crm_kit.errors import Conflict, InvalidInput, NotFound
+from crm_kit.errors import NotFound
 from crm_kit.presentation import SHANGHAI, JSONResponse
 from crm_kit.service import DbSession
-from crm_ticketing.api.access import STAFF
+from crm_ticketing.api.access import Writer, supervisor
 from crm_ticketing.api.tickets import MAX_OFFSET, Now
-from crm_ticketing.domain import queues, representation, tickets
-from crm_ticketing.domain.escalation import ESCALATION
+from crm_ticketing.domain import queues, representation
 from crm_ticketing.domain.representation import ticket_resource
 from crm_ticketing.models import Queue, QueueAgent
 from crm_ticketing.schemas.queues import MembershipInput, QueueAgentOut, QueueInput, QueueOut
@@ -30,34 +28,9 @@ QUEUES = "/api/v1/queues"
 ONE = f"{QUEUES}/{{queue_id}}"
 MEMBER = f"{ONE}/agents/{{agent_id}}"
 NEXT = f"{ONE}/next"
-MANAGERS = ("supervisor", "admin")
 router = APIRouter(tags=["Work queues"], responses={401: {}, 403: {}})
 
 
-class NotAMember(Conflict):
-    """Only an agent who works the queue pulls from it; a supervisor adds them first."""
-
-    slug = "not-a-member"
-    title = "The caller does not work this queue"
-
-
-class NothingWaiting(NotFound):
-    slug = "nothing-waiting"
-    title = "No unassigned open ticket waits in the queue"
-
-
-async def staff(principal: Caller) -> Principal:
-    principal.require_role(*STAFF)
-    return principal
-
-
-async def manager(principal: Caller) -> Principal:
-    """Which queues exist and who works them is the supervisors' (班长) call, not an agent's."""
-    principal.require_role(*MANAGERS)
-    return principal
-
-
-Staff = Annotated[Principal, Depends(staff)]
 QueueId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="e.g. billing, key-accounts")]
 AgentId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The agent's id")]
 
@@ -118,7 +91,7 @@ def _member(member: QueueAgent, open_tickets: int) -> QueueAgentOut:
 @router.get(QUEUES, summary="List the work queues with their agents and backlog", response_model=list[QueueOut])
 async def list_queues(
     session: DbSession,
-    principal: Staff,
+    principal: Writer,
     now: Now,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -130,7 +103,7 @@ async def list_queues(
 
 
 @router.get(ONE, summary="Retrieve a work queue", response_model=QueueOut, responses={404: {}})
-async def retrieve_queue(queue_id: QueueId, session: DbSession, principal: Staff, now: Now) -> JSONResponse:
+async def retrieve_queue(queue_id: QueueId, session: DbSession, principal: Writer, now: Now) -> JSONResponse:
     [one] = await _render(session, [await _queue(session, queue_id)], now)
     return JSONResponse(one)
 
@@ -139,17 +112,12 @@ async def retrieve_queue(queue_id: QueueId, session: DbSession, principal: Staff
     ONE,
     summary="Create or replace a work queue (supervisors)",
     response_model=QueueOut,
-    dependencies=[Depends(manager)],
+    dependencies=[Depends(supervisor)],
     responses={201: {"model": QueueOut}, 422: {}},
 )
 async def put_queue(queue_id: QueueId, body: QueueInput, session: DbSession, now: Now) -> JSONResponse:
-    """201 when created (with Location), 200 when replaced. The escalation queues take tickets only by escalation
-    (升级): routing must never send a new ticket there, so they serve no category and are no green channel."""
-    if queue_id in ESCALATION.values():
-        if body.categories:
-            raise InvalidInput(f"{queue_id} is an escalation queue: it serves no category", field="categories")
-        if body.key_accounts:
-            raise InvalidInput(f"{queue_id} is an escalation queue, not a green channel", field="keyAccounts")
+    """201 when created (with Location), 200 when replaced. An escalation queue (升级) is given no categories and no
+    green channel (422): routing would send new tickets there."""
     queue, created = await queues.save_queue(
         session,
         queue_id,
@@ -168,7 +136,7 @@ async def put_queue(queue_id: QueueId, body: QueueInput, session: DbSession, now
     MEMBER,
     summary="Add an agent to a work queue, or change their availability and limit (supervisors)",
     response_model=QueueAgentOut,
-    dependencies=[Depends(manager)],
+    dependencies=[Depends(supervisor)],
     responses={201: {"model": QueueAgentOut}, 404: {}, 422: {}},
 )
 async def put_member(
@@ -188,7 +156,7 @@ async def put_member(
     MEMBER,
     summary="Take an agent off a work queue (supervisors); the tickets they hold stay theirs",
     status_code=204,
-    dependencies=[Depends(manager)],
+    dependencies=[Depends(supervisor)],
     responses={404: {}},
 )
 async def delete_member(queue_id: QueueId, agent_id: AgentId, session: DbSession) -> Response:
@@ -205,18 +173,10 @@ async def delete_member(queue_id: QueueId, agent_id: AgentId, session: DbSession
     response_model=TroubleTicket,
     responses={404: {}, 409: {}},
 )
-async def pull_next(queue_id: QueueId, session: DbSession, principal: Staff, now: Now) -> JSONResponse:
+async def pull_next(queue_id: QueueId, session: DbSession, principal: Writer, now: Now) -> JSONResponse:
     """The caller takes it: it becomes theirs, recorded as a transfer. Whether they are available or at their limit
     does not matter here: those only steer what routing hands out unasked."""
     await _queue(session, queue_id)
-    if await session.get(QueueAgent, (queue_id, principal.subject)) is None:
-        raise NotAMember(f"{principal.subject} does not work queue {queue_id}", field="queue")
-    ticket = await queues.next_waiting(session, queue_id)
-    if ticket is None:
-        raise NothingWaiting(f"No unassigned open ticket waits in queue {queue_id}", field="queue")
-    reason = f"pulled from queue {queue_id} (工单池)"
-    tickets.transfer(session, ticket, queue_id, principal.subject, actor=principal.subject, now=now, reason=reason)
-    ticket.last_update = max(now, ticket.last_update)
-    await session.flush()
+    ticket = await queues.pull_next(session, queue_id, principal.subject, now)
     [view] = await representation.load_views(session, [ticket.id])
     return JSONResponse(ticket_resource(view, now))

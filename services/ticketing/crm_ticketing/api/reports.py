@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from crm_kit.errors import InvalidInput
 from crm_kit.presentation import SHANGHAI, JSONResponse
 from crm_kit.service import DbSession
-from crm_ticketing.api.access import reporter
+from crm_ticketing.api.access import supervisor
 from crm_ticketing.api.tickets import Now
 from crm_ticketing.domain import reports
 from crm_ticketing.schemas.reports import BacklogReport, ServiceQualityReport
@@ -19,7 +19,7 @@ from crm_ticketing.schemas.trouble_ticket import Instant
 
 REPORTS = "/api/v1/tickets/reports"
 DEFAULT_WINDOW = timedelta(days=7)
-router = APIRouter(tags=["Ticket reports"], dependencies=[Depends(reporter)], responses={401: {}, 403: {}})
+router = APIRouter(tags=["Ticket reports"], dependencies=[Depends(supervisor)], responses={401: {}, 403: {}})
 
 
 def _ratio(value: Decimal | None) -> str | None:

@@ -24,7 +24,7 @@ from crm_kit.events import CloudEvent, Contracts
 from crm_kit.outbox import stage
 from crm_ticketing import events
 from crm_ticketing.domain import clocks
-from crm_ticketing.domain.tickets import transfer
+from crm_ticketing.domain.queues import ESCALATION, transfer
 from crm_ticketing.models import SlaClockRow, Ticket
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,6 @@ log = logging.getLogger(__name__)
 ACTOR = "sla-escalation"
 BATCH = 500
 """Clocks per query and round: a backlog (the scanner was down) is worked off in rounds, none of them long."""
-
-ESCALATION = {1: "supervisors", 2: "complaints-management"}
-"""Queue a ticket goes to when a breach raises it to a level: first to the duty supervisors (值班长), then to the
-complaints management department (投诉管理部). A ticket has two clocks, so two breaches at most; past the last
-level the queue stays. The assignee stays: the escalation puts the ticket under someone's eye, it does not take it
-from the agent working it."""
 
 WARNINGS = Counter(
     "crm_ticketing_sla_warnings_total", "SLA warnings (预警) sent, by clock and ticket priority", ["clock", "priority"]

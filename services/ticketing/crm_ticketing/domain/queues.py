@@ -21,11 +21,18 @@ from datetime import datetime
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_kit.errors import Conflict, InvalidInput, NotFound
 from crm_ticketing.domain.lifecycle import OPEN_STATES
 from crm_ticketing.domain.sla import PRIORITIES
-from crm_ticketing.models import Queue, QueueAgent, Ticket
+from crm_ticketing.models import Queue, QueueAgent, Ticket, TicketTransfer
 
 ROUND_ROBIN = "round_robin"
+ESCALATION = {1: "supervisors", 2: "complaints-management"}
+"""Queue a ticket goes to when an SLA breach raises it to a level (crm_ticketing.domain.escalation): first to the
+duty supervisors (值班长), then to the complaints management department (投诉管理部). A ticket has two clocks, so two
+breaches at most; past the last level the queue stays. The assignee stays: the escalation puts the ticket under
+someone's eye, it does not take it from the agent working it. These queues take tickets only so: they serve no
+category and are no green channel, so routing never picks them."""
 
 _OPEN = Ticket.status.in_(OPEN_STATES)
 _URGENCY = case({priority: rank for rank, priority in enumerate(PRIORITIES)}, value=Ticket.priority)
@@ -168,7 +175,13 @@ async def save_queue(
     strategy: str,
     now: datetime,
 ) -> tuple[Queue, bool]:
-    """Create the queue or replace its definition; its agents and its round-robin turn stay. True when created."""
+    """Create the queue or replace its definition; its agents and its round-robin turn stay. True when created.
+    An escalation queue may not be given categories or the green channel: routing would send new tickets there."""
+    if queue_id in ESCALATION.values():
+        if categories:
+            raise InvalidInput(f"{queue_id} is an escalation queue: it serves no category", field="categories")
+        if key_accounts:
+            raise InvalidInput(f"{queue_id} is an escalation queue, not a green channel", field="keyAccounts")
     queue = await session.scalar(select(Queue).where(Queue.id == queue_id).with_for_update())
     created = queue is None
     if queue is None:
@@ -196,3 +209,72 @@ async def save_member(
     member.max_open = max_open
     await session.flush()
     return member, joined
+
+
+# --- transfers (转派) and the pool (工单池) ----------------------------------------------------------------------
+
+
+def transfer(
+    session: AsyncSession,
+    ticket: Ticket,
+    queue: str | None,
+    assignee: str | None,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+) -> bool:
+    """Move the ticket to `queue` and `assignee`, recorded in its transfer history; False when both are as set."""
+    if (queue, assignee) == (ticket.queue, ticket.assignee):
+        return False
+    session.add(transfer_record(ticket.id, (ticket.queue, ticket.assignee), (queue, assignee), actor, now, reason))
+    ticket.queue = queue
+    ticket.assignee = assignee
+    return True
+
+
+def transfer_record(
+    ticket_id: str,
+    source: tuple[str | None, str | None],
+    target: tuple[str | None, str | None],
+    actor: str,
+    at: datetime,
+    reason: str | None,
+) -> TicketTransfer:
+    """转派记录: from (queue, assignee) `source` to `target`."""
+    return TicketTransfer(
+        ticket_id=ticket_id,
+        from_queue=source[0],
+        to_queue=target[0],
+        from_assignee=source[1],
+        to_assignee=target[1],
+        transferred_by=actor,
+        transferred_at=at,
+        reason=reason,
+    )
+
+
+class NotAMember(Conflict):
+    """Only an agent who works the queue pulls from it; a supervisor adds them first."""
+
+    slug = "not-a-member"
+    title = "The caller does not work this queue"
+
+
+class NothingWaiting(NotFound):
+    slug = "nothing-waiting"
+    title = "No unassigned open ticket waits in the queue"
+
+
+async def pull_next(session: AsyncSession, queue_id: str, agent: str, now: datetime) -> Ticket:
+    """The agent takes the queue's next waiting ticket (next_waiting), recorded as a transfer. Whether they are
+    available or at their limit does not matter here: those only steer what routing hands out unasked."""
+    if await session.get(QueueAgent, (queue_id, agent)) is None:
+        raise NotAMember(f"{agent} does not work queue {queue_id}", field="queue")
+    ticket = await next_waiting(session, queue_id)
+    if ticket is None:
+        raise NothingWaiting(f"No unassigned open ticket waits in queue {queue_id}", field="queue")
+    transfer(session, ticket, queue_id, agent, actor=agent, now=now, reason=f"pulled from queue {queue_id} (工单池)")
+    ticket.last_update = max(now, ticket.last_update)
+    await session.flush()
+    return ticket

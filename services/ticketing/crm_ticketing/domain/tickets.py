@@ -39,7 +39,6 @@ from crm_ticketing.models import (
     Ticket,
     TicketNote,
     TicketStatusChange,
-    TicketTransfer,
 )
 from crm_ticketing.schemas.trouble_ticket import TroubleTicketCreate, TroubleTicketUpdate
 
@@ -232,7 +231,9 @@ async def open_ticket(
     session.add_all(TicketNote(ticket_id=ticket.id, author=actor, date=now, text=note.text) for note in body.note)
     if routing.queue or routing.assignee:
         session.add(
-            _transfer_record(ticket.id, (None, None), (routing.queue, routing.assignee), actor, now, routing.reason)
+            queues.transfer_record(
+                ticket.id, (None, None), (routing.queue, routing.assignee), actor, now, routing.reason
+            )
         )
     started = clocks.start(ticket.id, policy, now)
     session.add_all(started)
@@ -375,47 +376,7 @@ async def _transfer(
     if queue != ticket.queue and await session.get(Queue, queue) is None:
         raise InvalidInput(f"No queue {queue}; see /api/v1/queues", field="queue")
     assignee = patch.assignee if "assignee" in present else ticket.assignee
-    return transfer(session, ticket, queue, assignee, actor=actor, now=now)
-
-
-def transfer(
-    session: AsyncSession,
-    ticket: Ticket,
-    queue: str | None,
-    assignee: str | None,
-    *,
-    actor: str,
-    now: datetime,
-    reason: str | None = None,
-) -> bool:
-    """Move the ticket to `queue` and `assignee`, recorded in its transfer history; False when both are as set."""
-    if (queue, assignee) == (ticket.queue, ticket.assignee):
-        return False
-    session.add(_transfer_record(ticket.id, (ticket.queue, ticket.assignee), (queue, assignee), actor, now, reason))
-    ticket.queue = queue
-    ticket.assignee = assignee
-    return True
-
-
-def _transfer_record(
-    ticket_id: str,
-    source: tuple[str | None, str | None],
-    target: tuple[str | None, str | None],
-    actor: str,
-    at: datetime,
-    reason: str | None,
-) -> TicketTransfer:
-    """转派记录: from (queue, assignee) `source` to `target`."""
-    return TicketTransfer(
-        ticket_id=ticket_id,
-        from_queue=source[0],
-        to_queue=target[0],
-        from_assignee=source[1],
-        to_assignee=target[1],
-        transferred_by=actor,
-        transferred_at=at,
-        reason=reason,
-    )
+    return queues.transfer(session, ticket, queue, assignee, actor=actor, now=now)
 
 
 async def delete_ticket(session: AsyncSession, ticket_id: str) -> None:
