@@ -15,9 +15,17 @@ The generating process, which a churn model has to rediscover:
   month. Bills follow usage (overage, roaming); payments follow reliability: late and failed payments, overdue
   bills, collection (催缴 → 单停 → 双停 → 委外催收 → 坏账核销) with arrears barring and, at 90 days overdue,
   termination for arrears; prepaid lines recharge or are barred and, after 60 days, closed.
+- Customers raise tickets (投诉/障碍申告) as the ticketing service would publish them (`ticket_events()`): network
+  trouble reports and complaints, likelier the worse the customer's network that month; billing disputes, likelier
+  after a bill shock; now and then something else (增值业务扣费, 业务咨询, 服务态度). A network ticket raised where the
+  network is bad is often not fixed: held for weeks (挂起, 待优化/建站) or resolved, then reopened (重复投诉); a
+  customer with a ticket still open goes to the regulator (工信部申诉) more often. Late tickets breach their SLA and
+  are escalated; a satisfaction survey (满意度回访) scores low when it took long or was reopened. Ticket events come
+  from a generator of their own, so the BOSS records move only through the churn hazard.
 - On the first of each month a customer's churn hazard is sigmoid(CHURN_BASE + Σ CHURN_WEIGHTS × `Drivers` +
-  N(0, CHURN_NOISE²)); a churner leaves on a random day: every line `ported_out` (to the operator with the offer,
-  likelier while one runs) or `terminated`. `churn_truth()` gives each customer's drivers and hazard per month.
+  N(0, CHURN_NOISE²)), unresolved complaints among the drivers; a churner leaves on a random day: every line
+  `ported_out` (to the operator with the offer, likelier while one runs) or `terminated`. `churn_truth()` gives each
+  customer's drivers and hazard per month, and its tickets as they really went.
 """
 
 from __future__ import annotations
@@ -185,7 +193,38 @@ CHURN_WEIGHTS = {
     "organisation": -1.2,
     "network": 0.5,
     "competitor_offer": 2.0,
+    "unresolved_complaints": 0.9,
 }
+
+TICKET_SOURCE = "/crm/ticketing"
+NETWORK_TICKETS_A_MONTH = 0.012  # at network badness 0; × e^(1.3 × badness)
+BILLING_DISPUTES_A_MONTH = (0.005, 0.1)  # base + per unit of bill shock
+OTHER_TICKETS_A_MONTH = 0.01
+NETWORK_TITLES = ("室内信号弱", "通话经常掉线", "手机无法上网", "5G信号不稳定")
+BILLING_TITLES = ("本月话费异常偏高", "对套外流量费有异议", "对漫游费有异议")
+OTHER_TICKETS = (  # ticket type, category, title
+    ("complaint", "value_added_service", "未订购的增值业务被扣费"),
+    ("inquiry", "service_activation", "套餐变更办理咨询"),
+    ("inquiry", "handset_terminal", "手机VoLTE设置咨询"),
+    ("complaint", "staff_complaint", "营业厅服务态度差"),
+    ("inquiry", "number_portability", "携号转网资格查询"),
+)
+OTHER_TICKET_WEIGHTS = (3, 4, 2, 1, 1)
+RESOLUTIONS = {
+    "network_coverage": ("基站故障已修复", "已优化小区参数", "已开通VoWiFi并指导设置"),
+    "billing_dispute": ("核实有误，已调账退费", "费用核实无误，已向客户解释"),
+}
+TICKET_CHANNELS = (("hotline", "app", "wechat", "web", "store"), (55, 20, 12, 5, 8))
+SLA_TARGETS = {  # resolution targets (处理时限) of ticketing's default policies: (hours round the clock, business days)
+    ("network_coverage", "high"): (8, 0),
+    ("network_coverage", "medium"): (48, 0),
+    ("billing_dispute", "high"): (0, 1),
+    ("billing_dispute", "medium"): (0, 2),
+    ("*", "high"): (0, 2),
+    ("*", "medium"): (0, 5),
+    ("*", "low"): (0, 10),
+}
+BUSINESS_DAY_HOURS = 9  # 09:00-18:00 on weekdays; public holidays are left out
 
 
 @dataclass(frozen=True)
@@ -204,7 +243,8 @@ class Drivers:
     """What drives a customer's churn hazard in a month, as known on the month's first day.
 
     All but `network` and `competitor_offer` follow from the emitted records; those two are latent and show in them
-    only indirectly (usage drops and unwanted roaming; port-outs bunching in a city).
+    only indirectly (usage drops and unwanted roaming; port-outs bunching in a city). `unresolved_complaints`
+    follows from the ticket events.
     """
 
     usage_decline: float  # 1 - last month's usage per line-day / mean of the up to 3 months before, floored at 0
@@ -216,6 +256,7 @@ class Drivers:
     organisation: bool
     network: float  # the customer's network badness this month (latent)
     competitor_offer: float  # a competitor's offer in the city × the customer's price sensitivity (latent)
+    unresolved_complaints: int  # complaints and trouble tickets open on the 1st or reopened in the 61 days before, ≤ 3
 
     def logit(self) -> float:
         w = CHURN_WEIGHTS
@@ -231,6 +272,7 @@ class Drivers:
             + w["organisation"] * self.organisation
             + w["network"] * max(self.network, 0.0)
             + w["competitor_offer"] * self.competitor_offer
+            + w["unresolved_complaints"] * self.unresolved_complaints
         )
 
 
@@ -239,6 +281,28 @@ class MonthTruth:
     period: str  # YYYY-MM
     drivers: Drivers
     hazard: float  # the churn probability drawn against this month, noise included
+
+
+@dataclass(frozen=True, slots=True)
+class Complaint:
+    """One ticket the customer raised (投诉/障碍申告), as its course was decided when it was raised; the ticket
+    events tell it up to the simulation's end. Times are China Standard Time."""
+
+    ticket_id: str
+    ticket_type: str  # complaint 投诉, trouble 故障, inquiry 咨询
+    category: str
+    opened_at: datetime
+    first_resolved_at: datetime
+    reopened_at: datetime | None  # reopened (重新打开) after the first resolution: it was not fixed
+    resolved_at: datetime  # the last resolution; first_resolved_at unless reopened
+    sla_breached: bool
+    csat: int | None  # the survey's score 1..5, None when not surveyed
+
+    def open_at(self, at: datetime) -> bool:
+        """Raised and not resolved at `at` (held and reopened count as open)."""
+        if self.reopened_at is not None and self.reopened_at <= at < self.resolved_at:
+            return True
+        return self.opened_at <= at < self.first_resolved_at
 
 
 @dataclass(slots=True)
@@ -250,6 +314,7 @@ class CustomerTruth:
     churn_kind: str | None = None  # ported_out, terminated (voluntary) or arrears (closed for debt)
     bad_debt: bool = False  # a bill reached 90 days overdue (委外催收) or a prepaid line was closed in arrears
     months: list[MonthTruth] = field(default_factory=list)
+    complaints: list[Complaint] = field(default_factory=list)  # in the order raised, ticket number k = index + 1
 
 
 def _sigmoid(x: float) -> float:
@@ -319,6 +384,36 @@ def _calendar(population: Population) -> list[_Month]:
 
 def _at(day: date, minute: int) -> str:
     return f"{day.isoformat()}T{minute // 60:02d}:{minute % 60:02d}:00+08:00"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+
+
+def _hours(hours: float) -> timedelta:
+    """Whole minutes, at least one: ticket times carry no fractions of a second, and every step takes time."""
+    return timedelta(minutes=max(round(hours * 60), 1))
+
+
+def _move(from_state: str, to_state: str, reason: str | None) -> dict[str, Any]:
+    return {"from_state": from_state, "to_state": to_state, "reason": reason}
+
+
+def _business_due(at: datetime, days: int) -> datetime:
+    """`days` business days (9 h each, 09:00-18:00 on weekdays) after `at`, counted from the next opening when
+    `at` is outside hours: a back-office SLA's due time (处理时限)."""
+    opening = at.replace(hour=9, minute=0, second=0)
+    if at >= opening.replace(hour=18):
+        at = opening + timedelta(days=1)
+    elif at < opening:
+        at = opening
+    while at.weekday() >= 5:
+        at = (at + timedelta(days=1)).replace(hour=9, minute=0, second=0)
+    for _ in range(days):
+        at += timedelta(days=1)
+        while at.weekday() >= 5:
+            at += timedelta(days=1)
+    return at
 
 
 class _Market:
@@ -492,6 +587,8 @@ class _Customer:
         self.status = "normal"
         self.others: list[tuple[int, int, int, dict[str, Any]]] = []
         self.trouble_now = 0
+        self.complaint_rng = random.Random(f"{pop.seed}:complaints:{n}")
+        self.ticket_log: list[tuple[datetime, int, dict[str, Any]]] = []
 
     def _fitting_plan(self, monthly_mb: float) -> Plan:
         """Most pick the plan their usage fits; some pay for far more than they use, some far less."""
@@ -553,6 +650,8 @@ class _Customer:
                 self._use(line, mon, first_day, blocked, usage, totals)
         if churn_day is not None:
             self._leave(mon, churn_day, kind, operator)
+        ends = [len(mon.days) if line.close_day is None else line.close_day for line in self.lines if line.fee_days > 0]
+        self._complain(mon, first_day, max(ends, default=0))
         self._close_month(mon, full_month, totals)
         yield from self._merged(usage)
 
@@ -599,29 +698,51 @@ class _Customer:
 
     # -- churn ------------------------------------------------------------------------------------------------------
 
+    def _network(self, mon: _Month) -> float:
+        """The customer's network badness this month: its own cells plus its city's trouble."""
+        return self.exposure + self.sim.market.trouble[self.city.code][mon.index]
+
+    def _bill_shock(self) -> float:
+        if len(self.spend) < 2:
+            return 0.0
+        before = self.spend[-4:-1]
+        usual = sum(before) / len(before)
+        return min(max(self.spend[-1] / usual - 1.2, 0.0), 1.5) if usual > 0 else 0.0
+
+    def _unresolved(self, mon: _Month) -> int:
+        """Complaints and trouble tickets open on the 1st or reopened in the 61 days before it, up to 3."""
+        if not self.truth.complaints:
+            return 0
+        first = _midnight(mon.first)
+        since = first - timedelta(days=61)
+        return min(
+            sum(
+                c.ticket_type != "inquiry"
+                and (c.open_at(first) or (c.reopened_at is not None and since <= c.reopened_at < first))
+                for c in self.truth.complaints
+            ),
+            3,
+        )
+
     def drivers(self, mon: _Month) -> Drivers:
-        decline = shock = 0.0
+        decline = 0.0
         if len(self.activity) >= 2:
             before = self.activity[-4:-1]
             usual = sum(before) / len(before)
             decline = max(0.0, 1.0 - self.activity[-1] / usual) if usual > 0 else 0.0
-        if len(self.spend) >= 2:
-            before_spend = self.spend[-4:-1]
-            usual_spend = sum(before_spend) / len(before_spend)
-            if usual_spend > 0:
-                shock = min(max(self.spend[-1] / usual_spend - 1.2, 0.0), 1.5)
         offer = self.sim.market.offer[self.city.code][mon.index]
         end = self.contract_end
         return Drivers(
             usage_decline=round(decline, 4),
-            bill_shock=round(shock, 4),
+            bill_shock=round(self._bill_shock(), 4),
             contract_ending=end is not None and mon.first - timedelta(days=61) <= end < mon.next_first,
             payment_trouble=min(sum(self.trouble[-3:]), 3),
             tenure_months=(mon.first - self.joined).days // 30,
             overpaying=self.data_ratio < 0.25 and max(line.plan.fee_fen for line in self._open_lines()) >= 12900,
             organisation=self.org,
-            network=round(self.exposure + self.sim.market.trouble[self.city.code][mon.index], 4),
+            network=round(self._network(mon), 4),
             competitor_offer=round(offer[1] * self.price_sensitivity, 4) if offer else 0.0,
+            unresolved_complaints=self._unresolved(mon),
         )
 
     def _churn(self, mon: _Month) -> tuple[int | None, str | None, str | None]:
@@ -658,6 +779,176 @@ class _Customer:
     def _gone(self, mon: _Month, kind: str) -> None:
         if self.truth.churn_period is None and not self._open_lines():
             self.truth.churn_period, self.truth.churn_kind = mon.period, kind
+
+    # -- tickets (投诉/障碍申告) ---------------------------------------------------------------------------------------
+
+    def _complain(self, mon: _Month, start: int, end: int) -> None:
+        """The tickets raised on days [start, end) of the month, the days the customer has a line, in time order."""
+        if end <= start:
+            return
+        rng = self.complaint_rng
+        raised: list[tuple[str, str, str, str]] = []
+        if rng.random() < 1 - math.exp(-NETWORK_TICKETS_A_MONTH * math.exp(1.3 * self._network(mon))):
+            outage = self.sim.market.trouble[self.city.code][mon.index] > 0
+            ticket_type = "trouble" if rng.random() < 0.7 else "complaint"  # 障碍申告 or 投诉
+            raised.append((ticket_type, "network_coverage", rng.choice(NETWORK_TITLES), "high" if outage else "medium"))
+        shock = self._bill_shock()
+        base, per_shock = BILLING_DISPUTES_A_MONTH
+        if rng.random() < base + per_shock * shock:
+            raised.append(
+                ("complaint", "billing_dispute", rng.choice(BILLING_TITLES), "high" if shock >= 1 else "medium")
+            )
+        if rng.random() < OTHER_TICKETS_A_MONTH:
+            ticket_type, category, title = rng.choices(OTHER_TICKETS, OTHER_TICKET_WEIGHTS)[0]
+            raised.append((ticket_type, category, title, "low" if ticket_type == "inquiry" else "medium"))
+        moments = [
+            _midnight(mon.first + timedelta(days=rng.randrange(start, end))) + timedelta(minutes=rng.randint(480, 1320))
+            for _ in raised
+        ]
+        for opened, what in sorted(zip(moments, raised, strict=True)):
+            self._ticket(mon, opened, what)
+
+    def _ticket(self, mon: _Month, opened: datetime, what: tuple[str, str, str, str]) -> None:
+        """Raise one ticket at `opened` and decide its whole course through the TMF621 states.
+
+        An inquiry is answered in the call. A network ticket where the network is bad is often not fixed: held for
+        weeks (挂起, waiting for optimisation or a new site) or resolved and reopened within days (重复投诉), then
+        resolved for good weeks later. The resolution clock breaches if it runs past its due time (超时升级)."""
+        rng = self.complaint_rng
+        ticket_type, category, title, priority = what
+        ticket_id = f"TT-SIM-{self.n:07d}-{len(self.truth.complaints) + 1}"
+        channel = rng.choices(*TICKET_CHANNELS)[0]
+        if ticket_type != "inquiry" and any(c.open_at(opened) for c in self.truth.complaints) and rng.random() < 0.25:
+            ticket_type, channel, priority = "complaint", "regulator", "high"  # 越级申诉 to the MIIT
+        hours, business_days = SLA_TARGETS.get((category, priority)) or SLA_TARGETS["*", priority]
+        due = _business_due(opened, business_days) if business_days else opened + timedelta(hours=hours)
+        target = (hours or business_days * BUSINESS_DAY_HOURS) * 3600
+        story: list[tuple[datetime, str, dict[str, Any]]] = [
+            (
+                opened,
+                "created",
+                {
+                    "ticket_type": ticket_type,
+                    "category": category,
+                    "title": title,
+                    "priority": priority,
+                    "state": "acknowledged",
+                    "sla_due_at": due.isoformat(),
+                    "channel": channel,
+                },
+            )
+        ]
+        held_at = reopened_at = None
+        breached = False
+        if ticket_type == "inquiry":
+            first_resolved = resolved = opened + _hours(rng.uniform(0.05, 0.4))
+            state = "acknowledged"
+        else:
+            responded = opened + _hours(rng.uniform(0.1, 3))
+            assignee = f"AGT-{self.city.code}-{rng.randint(1, 80):03d}"
+            story.append((responded, "state_changed", _move("acknowledged", "inProgress", "派单处理")))
+            state = "inProgress"
+            median = 0.3 * (due - opened).total_seconds() / 3600  # most are fixed well within the SLA
+            first_resolved = max(opened + _hours(rng.lognormvariate(math.log(median), 0.8)), responded + _hours(0.2))
+            if category == "network_coverage":
+                not_fixed = min(max(0.1 + 0.3 * self._network(mon), 0.05), 0.85)
+            else:
+                not_fixed = 0.05 if category == "billing_dispute" else 0.0
+            if rng.random() < not_fixed:
+                if category == "network_coverage" and rng.random() < 0.5:
+                    held_at = responded + _hours(rng.uniform(4, 48))
+                    first_resolved = held_at + _hours(24 * rng.uniform(14, 75) + rng.uniform(4, 72))
+                else:
+                    reopened_at = first_resolved + _hours(rng.uniform(12, 120))
+            stop = held_at or first_resolved
+            breached = stop > due
+            if breached:
+                story.append(
+                    (
+                        due,
+                        "sla_breached",
+                        {
+                            "clock": "resolution",
+                            "due_at": due.isoformat(),
+                            "elapsed_seconds": target,
+                            "target_seconds": target,
+                            "priority": priority,
+                            "category": category,
+                            "escalation_level": 1,
+                            "queue": "supervisors",
+                            "assignee": assignee,
+                        },
+                    )
+                )
+            if held_at is not None:
+                story.append((held_at, "state_changed", _move("inProgress", "held", "等待网络优化/新建基站")))
+                back = first_resolved - _hours(rng.uniform(4, 72))
+                story.append((back, "state_changed", _move("held", "inProgress", "优化完成，复测")))
+            resolved = first_resolved
+            if reopened_at is not None:
+                resolved = reopened_at + _hours(24 * rng.uniform(3, 30))
+        reason = rng.choice(RESOLUTIONS.get(category, ("已处理并答复客户",)))
+        facts = {
+            "ticket_type": ticket_type,
+            "category": category,
+            "priority": priority,
+            "channel": channel,
+            "created_at": opened.isoformat(),
+            "sla_met": not breached,
+            "reason": reason,
+        }
+        for at, again in ((first_resolved, False), (resolved, True)) if reopened_at else ((resolved, False),):
+            if again:
+                story.append((reopened_at, "state_changed", _move("resolved", "inProgress", "客户反映问题仍未解决")))
+            story.append((at, "state_changed", _move(state, "resolved", reason)))
+            seconds = int((at - opened).total_seconds())
+            first_contact = not (breached or again)  # an escalation is a transfer
+            story.append(
+                (
+                    at,
+                    "resolved",
+                    {**facts, "resolution_seconds": seconds, "first_contact": first_contact, "reopened": again},
+                )
+            )
+            state = "inProgress"
+        confirmed = reopened_at is None and rng.random() < 0.5
+        closed = resolved + (_hours(rng.uniform(1, 24)) if confirmed else timedelta(hours=72))
+        why = "客户确认已解决" if confirmed else "回访期满自动关闭"
+        story.append((closed, "state_changed", _move("resolved", "closed", why)))
+        story.append((closed, "closed", {"category": category, "resolved_at": resolved.isoformat(), "reason": why}))
+        csat = None
+        if rng.random() < (0.3 if ticket_type == "inquiry" else 0.6):
+            days = (resolved - opened).total_seconds() / 86400
+            mood = 4.7 - 0.35 * math.log1p(days) - 1.2 * (reopened_at is not None) - 0.6 * (held_at is not None)
+            csat = min(max(round(mood - 0.6 * breached + rng.gauss(0, 0.6)), 1), 5)
+            comment = None
+            if csat <= 2:
+                comment = "问题一直没解决" if reopened_at or held_at else "处理太慢了"
+            story.append((resolved + _hours(rng.uniform(2, 30)), "csat_recorded", {"score": csat, "comment": comment}))
+        self._publish(ticket_id, story)
+        self.truth.complaints.append(
+            Complaint(ticket_id, ticket_type, category, opened, first_resolved, reopened_at, resolved, breached, csat)
+        )
+
+    def _publish(self, ticket_id: str, story: list[tuple[datetime, str, dict[str, Any]]]) -> None:
+        """A ticket's story as the CloudEvents ticketing publishes, keyed (subject) by the customer."""
+        for j, (at, verb, data) in enumerate(story, 1):
+            stamp = at.isoformat()
+            event = {
+                "specversion": "1.0",
+                "id": f"{ticket_id}-{j}",
+                "source": TICKET_SOURCE,
+                "type": f"ticketing.ticket.{verb}.v1",
+                "subject": self.cid,
+                "time": stamp,
+                "datacontenttype": "application/json",
+                "data": {"ticket_id": ticket_id, "customer_id": self.cid, "occurred_at": stamp, **data},
+            }
+            self.ticket_log.append((at, len(self.ticket_log), event))
+
+    def tickets(self, until: datetime) -> list[dict[str, Any]]:
+        """The ticket events published before `until`, in time order."""
+        return [event for at, _, event in sorted(self.ticket_log, key=lambda t: t[:2]) if at < until]
 
     # -- bills, payments, collection ---------------------------------------------------------------------------------
 
@@ -973,7 +1264,7 @@ class _Customer:
         """Daily usage (日话单汇总) of one line; for prepaid lines also the balance, recharges and barring."""
         rng = self.rng
         rnd = rng.random
-        network = max(self.exposure + self.sim.market.trouble[self.city.code][mon.index], 0.0)
+        network = max(self._network(mon), 0.0)
         level = math.exp(self.engagement + rng.gauss(0, 0.08))
         d_mean = line.data_mean * level * math.exp(-0.3 * network)
         v_mean = line.voice_mean * level * math.exp(-0.15 * network)
@@ -1172,10 +1463,13 @@ class _Customer:
 
 
 class Simulation:
-    """One run over a population: iterate it for the records; `truth` fills in as customers are simulated.
+    """One run over a population: iterate it for the BOSS records; `truth` and `tickets` fill in as customers are
+    simulated.
 
-    With `usage=False` the daily usage records are not built (everything else, and the truth, is the same):
-    what a quick look at churn needs.
+    `tickets` are the ticketing.ticket CloudEvents (as dicts) the ticketing service would have published by the end
+    of the last month, customer after customer, each customer's in time order; a customer's are there once its
+    records have all been yielded. With `usage=False` the daily usage records are not built (everything else, the
+    truth and the tickets, is the same): what a quick look at churn needs.
     """
 
     def __init__(self, population: Population, *, usage: bool = True) -> None:
@@ -1184,13 +1478,16 @@ class Simulation:
         self.calendar = _calendar(population)
         self.market = _Market(population.seed, population.months)
         self.truth: dict[str, CustomerTruth] = {}
+        self.tickets: list[dict[str, Any]] = []
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        end = _midnight(self.calendar[-1].next_first)
         for n in range(1, self.population.customers + 1):
             customer = _Customer(n, self)
             self.truth[customer.cid] = customer.truth
             for mon in self.calendar:
                 yield from customer.month(mon)
+            self.tickets.extend(customer.tickets(end))
 
 
 def records(population: Population) -> Iterator[dict[str, Any]]:
@@ -1199,11 +1496,21 @@ def records(population: Population) -> Iterator[dict[str, Any]]:
 
 
 def churn_truth(population: Population) -> dict[str, CustomerTruth]:
-    """Per customer id: the churn month and kind (or None), bad debt, and the drivers and hazard of every month."""
+    """Per customer id: the churn month and kind (or None), bad debt, the drivers and hazard of every month, and
+    the tickets raised."""
     sim = Simulation(population, usage=False)
     for _ in sim:
         pass
     return sim.truth
+
+
+def ticket_events(population: Population) -> list[dict[str, Any]]:
+    """The ticketing.ticket events of the population's complaints, customer after customer, each in time order:
+    what the churn feature store learns of tickets, beside the BOSS records."""
+    sim = Simulation(population, usage=False)
+    for _ in sim:
+        pass
+    return sim.tickets
 
 
 # -- sending ----------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The BOSS simulator: a deterministic, contract-valid, time-ordered stream with a churn process a model can find,
-and a pusher that signs, holds its rate, retries what may be retried and keeps each customer's order."""
+the tickets its customers raise, and a pusher that signs, holds its rate, retries what may be retried and keeps
+each customer's order."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from typer.testing import CliRunner
 
 from crm_kit.broker import free_port
 from crm_kit.cli import cli
-from crm_kit.events import Contracts, parse_rfc3339
+from crm_kit.events import CloudEvent, Contracts, parse_rfc3339
+from crm_kit.presentation import SHANGHAI
 from crm_kit.settings import find_contracts_dir
 from crm_kit.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER, verify
 from crm_kit.simulator import (
@@ -35,6 +37,7 @@ from crm_kit.simulator import (
     push,
     records,
     retry_after_seconds,
+    ticket_events,
 )
 from crm_kit.testing import serve
 
@@ -165,8 +168,21 @@ def test_the_truths_churners_leave_in_the_stream_and_are_not_heard_of_after(smal
 
 
 @pytest.fixture(scope="module")
-def year() -> dict[str, Any]:
-    return churn_truth(Population(customers=3000, months=12, seed=5))
+def year_run() -> Simulation:
+    sim = Simulation(Population(customers=3000, months=12, seed=5), usage=False)
+    for _ in sim:
+        pass
+    return sim
+
+
+@pytest.fixture(scope="module")
+def year(year_run) -> dict[str, Any]:
+    return year_run.truth
+
+
+def test_about_a_quarter_of_the_customers_leave_in_a_year(year):
+    left = sum(1 for t in year.values() if t.churn_period) / len(year)
+    assert 0.2 <= left <= 0.3, f"{left:.1%} left in the year"
 
 
 def test_churn_is_that_of_a_provincial_operator(year):
@@ -239,6 +255,160 @@ def _window(period: str) -> set[str]:
     """The month and the two before it, as YYYY-MM."""
     year, month = map(int, period.split("-"))
     return {f"{year + (month - k - 1) // 12}-{(month - k - 1) % 12 + 1:02d}" for k in range(3)}
+
+
+# -- tickets -------------------------------------------------------------------------------------------------------
+
+MOVES = {
+    "acknowledged": {"inProgress", "pending", "held", "resolved", "rejected", "cancelled"},
+    "inProgress": {"pending", "held", "resolved", "cancelled"},
+    "pending": {"inProgress", "held", "resolved", "cancelled"},
+    "held": {"inProgress", "pending", "resolved", "cancelled"},
+    "resolved": {"inProgress", "closed"},
+    "closed": {"inProgress"},
+}
+"""The TMF621 moves ticketing allows; resolved/closed → inProgress is the reopen, within 7 days of the resolution."""
+OPEN = {"acknowledged", "inProgress", "pending", "held"}
+
+
+def _by_ticket(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        out[e["data"]["ticket_id"]].append(e)
+    return out
+
+
+def test_ticket_events_meet_their_contracts_and_come_per_customer_in_time_order(year_run):
+    events = year_run.tickets
+    contracts = Contracts.load(find_contracts_dir())
+    assert {e["type"] for e in events} == {
+        f"ticketing.ticket.{verb}.v1"
+        for verb in ("created", "state_changed", "resolved", "closed", "sla_breached", "csat_recorded")
+    }
+    for e in events:
+        contracts.validate_event(CloudEvent.model_validate(e))
+        assert e["subject"] == e["data"]["customer_id"] and e["time"] == e["data"]["occurred_at"]
+    assert len({e["id"] for e in events}) == len(events), "an event id is used twice"
+    finished: set[str] = set()
+    current, last = None, None
+    for e in events:
+        customer, at = e["subject"], parse_rfc3339(e["time"])
+        if customer != current:
+            assert customer not in finished, f"{customer}'s tickets come back after another customer's"
+            if current:
+                finished.add(current)
+            current, last = customer, at
+        assert at >= last, f"{e['id']} at {at} comes after an event of {last}"
+        last = at
+    end = datetime(2027, 1, 1, tzinfo=SHANGHAI)
+    assert all(parse_rfc3339(e["time"]) < end for e in events), "an event after the simulation's end"
+
+
+def test_each_ticket_moves_through_legal_states(year_run):
+    tickets = _by_ticket(year_run.tickets)
+    assert len(tickets) > 1000
+    reopens = breaches = 0
+    for ticket_id, story in tickets.items():
+        created = story[0]
+        assert created["type"] == "ticketing.ticket.created.v1", ticket_id
+        assert ticket_id.startswith(f"TT-SIM-{created['subject'][4:]}-")
+        state, opened = "acknowledged", parse_rfc3339(created["time"])
+        resolved_at: datetime | None = None
+        reopened = breached = False
+        for e in story[1:]:
+            data, verb, at = e["data"], e["type"].split(".")[2], parse_rfc3339(e["time"])
+            if verb == "state_changed":
+                assert data["from_state"] == state and data["to_state"] in MOVES[state], (ticket_id, state, data)
+                if state in ("resolved", "closed"):
+                    assert resolved_at is not None and at - resolved_at <= timedelta(days=7), ticket_id
+                    reopened = True
+                    reopens += 1
+                state = data["to_state"]
+            elif verb == "resolved":
+                assert state == "resolved", ticket_id
+                assert data["reopened"] == reopened and data["sla_met"] == (not breached), ticket_id
+                assert data["first_contact"] == (not (reopened or breached)), ticket_id
+                assert data["resolution_seconds"] == (at - opened).total_seconds()
+                resolved_at = at
+            elif verb == "closed":
+                assert state == "closed" and parse_rfc3339(data["resolved_at"]) == resolved_at, ticket_id
+            elif verb == "sla_breached":
+                assert not breached and resolved_at is None and state in OPEN, ticket_id
+                assert data["due_at"] == created["data"]["sla_due_at"]
+                breached = True
+                breaches += 1
+            else:
+                assert resolved_at is not None, f"{ticket_id}: a survey before any resolution"
+    assert reopens and breaches
+
+
+def test_the_truths_complaints_are_what_the_ticket_events_tell(year_run):
+    """Replaying the events gives each month's unresolved_complaints driver: a feature pipeline can get it right."""
+    tickets = _by_ticket(year_run.tickets)
+    compared = 0
+    for t in year_run.truth.values():
+        raised = {c.ticket_id for c in t.complaints}
+        assert [c.ticket_id for c in t.complaints] == [ticket_id for ticket_id in tickets if ticket_id in raised]
+        for month in t.months:
+            first = datetime.fromisoformat(f"{month.period}-01T00:00:00+08:00")
+            count = 0
+            for c in t.complaints:
+                story = tickets[c.ticket_id]
+                if story[0]["data"]["ticket_type"] == "inquiry" or parse_rfc3339(story[0]["time"]) >= first:
+                    continue
+                moves = [e["data"] | {"at": parse_rfc3339(e["time"])} for e in story if "to_state" in e["data"]]
+                state = next((m["to_state"] for m in reversed(moves) if m["at"] <= first), "acknowledged")
+                since = first - timedelta(days=61)
+                reopened = any(
+                    m["to_state"] == "inProgress"
+                    and m["from_state"] in ("resolved", "closed")
+                    and since <= m["at"] < first
+                    for m in moves
+                )
+                count += state in OPEN or reopened
+            assert min(count, 3) == month.drivers.unresolved_complaints, (t.customer_id, month.period)
+            compared += count > 0
+    assert compared > 300
+
+
+def test_customers_whose_network_is_bad_raise_more_network_tickets(year_run):
+    months: Counter[str] = Counter()
+    raised: Counter[str] = Counter()
+    for t in year_run.truth.values():
+        network = {m.period: m.drivers.network for m in t.months}
+        for badness in network.values():
+            months["bad" if badness > 1 else "good" if badness < 0.3 else "fair"] += 1
+        for c in t.complaints:
+            badness = network.get(c.opened_at.strftime("%Y-%m"))
+            if c.category == "network_coverage" and badness is not None:
+                raised["bad" if badness > 1 else "good" if badness < 0.3 else "fair"] += 1
+    rate = {group: raised[group] / months[group] for group in months}
+    assert rate["bad"] > 3 * rate["good"] and rate["fair"] > rate["good"], rate
+
+
+def test_unresolved_complaints_raise_churn(year):
+    months: Counter[bool] = Counter()
+    left: Counter[bool] = Counter()
+    for t in year.values():
+        for m in t.months:
+            unresolved = m.drivers.unresolved_complaints > 0
+            months[unresolved] += 1
+            left[unresolved] += m.period == t.churn_period and t.churn_kind != "arrears"
+    assert months[True] > 300
+    assert left[True] / months[True] > 2.5 * left[False] / months[False], (left, months)
+
+
+def test_tickets_are_the_same_for_a_seed_with_or_without_usage_and_a_smaller_population_is_a_prefix():
+    population = Population(customers=300, months=6, seed=7)
+    sim = Simulation(population)
+    list(sim)
+    first = ticket_events(population)
+    assert first and first == sim.tickets
+    assert churn_truth(population) == sim.truth
+    assert first != ticket_events(Population(customers=300, months=6, seed=8))
+    fewer = ticket_events(Population(customers=150, months=6, seed=7))
+    assert first[: len(fewer)] == fewer
+    assert first[len(fewer)]["subject"] > fewer[-1]["subject"]
 
 
 # -- batches -------------------------------------------------------------------------------------------------------
