@@ -1,5 +1,8 @@
 """`crm`: the operator's command line — simulate a BOSS feed, import a BOSS batch file, write a test file, run a
-service's outbox relay as a process of its own."""
+service's outbox relay as a process of its own; and the commands services add as plugins (entry points in the
+group `crm.commands`, e.g. the churn service's `crm train`), which the kit cannot import itself."""
+
+from importlib.metadata import entry_points
 
 import typer
 
@@ -10,6 +13,8 @@ cli.command("simulate")(simulator.simulate)
 cli.command("import")(boss_files.import_file)
 cli.command("usage-file")(boss_files.write_usage_file)
 cli.command("relay")(relay.relay)
+for plugin in entry_points(group="crm.commands"):
+    cli.command(plugin.name)(plugin.load())
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Churn routes: thin; parse, authorise, call the domain, shape the answer."""

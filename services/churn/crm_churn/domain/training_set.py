@@ -1,0 +1,201 @@
+"""Training sets from the feature store: monthly snapshots of every customer with a line open, the features as of
+each snapshot (`domain.features`) and the label the following horizon gave.
+
+- churn (离网): the customer has no line open at snapshot + horizon (all terminated or ported out);
+- bad debt (坏账): within the horizon a bill becomes 90 days overdue, the account is handed to a collection agency
+  or written off, or a line is closed for arrears (欠费拆机); customers already there at the snapshot are left out.
+
+A snapshot is used only when its horizon has fully passed by the store's watermark (the latest thing it knows),
+and only once the store holds 90 days of history before it, so no window is cut short."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_churn.domain.dataset import TrainingSet
+from crm_churn.domain.features import FEATURE_NAMES, History, compute
+from crm_churn.domain.store import COLLECTION_STAGES, FactKind
+from crm_churn.models import Fact, Line, Profile, UsageDay
+from crm_kit.presentation import SHANGHAI
+
+HISTORY_DAYS = 90
+"""The longest window a feature looks back over."""
+BAD_DEBT_STAGE = COLLECTION_STAGES.index("with_agency")
+BAD_DEBT_DAYS_OVERDUE = 90
+
+
+class NotEnoughHistory(Exception):
+    """The store does not yet hold a snapshot whose horizon has passed."""
+
+
+def monthly_snapshots(first: date, last: date, hour: int) -> list[datetime]:
+    """The 1st of every month from `first` to `last` (inclusive, by month), at `hour` in Shanghai."""
+    out = []
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        out.append(datetime(year, month, 1, hour, tzinfo=SHANGHAI))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+async def store_span(session: AsyncSession) -> tuple[datetime, datetime] | None:
+    """From the first day of behaviour the store holds (usage; facts when there is no usage — activations and bills
+    reach back years and say nothing of the months before the feed began) to the latest moment it knows of."""
+    facts = select(func.min(Fact.occurred_at), func.max(Fact.occurred_at))
+    first_fact, last_fact = (await session.execute(facts)).one()
+    first_day, last_day = (await session.execute(select(func.min(UsageDay.day), func.max(UsageDay.day)))).one()
+    first = _day_start(first_day) if first_day is not None else first_fact
+    ends = [m for m in (last_fact, _day_start(last_day + timedelta(days=1)) if last_day else None) if m is not None]
+    if first is None or not ends:
+        return None
+    return first, max(ends)
+
+
+def _day_start(day: date | None) -> datetime | None:
+    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+
+
+def usable_snapshots(span: tuple[datetime, datetime], horizon_days: int, hour: int, months: int) -> list[datetime]:
+    """The latest `months` monthly snapshots with 90 days of history before them and their horizon passed."""
+    first, last = span
+    earliest = first + timedelta(days=HISTORY_DAYS)
+    latest = last - timedelta(days=horizon_days)
+    candidates = [
+        s
+        for s in monthly_snapshots(earliest.astimezone(SHANGHAI).date(), latest.astimezone(SHANGHAI).date(), hour)
+        if earliest <= s <= latest
+    ]
+    if not candidates:
+        raise NotEnoughHistory(
+            f"the store spans {first:%Y-%m-%d} to {last:%Y-%m-%d}: a training snapshot needs {HISTORY_DAYS} days "
+            f"before it and its {horizon_days}-day horizon after it"
+        )
+    return candidates[-months:]
+
+
+async def read_history(
+    session: AsyncSession,
+    *,
+    until: datetime,
+    customers: Sequence[str] | None = None,
+    between: tuple[str, str] | None = None,
+    since: datetime | None = None,
+) -> History:
+    """What the store knows up to `until` of `customers`, or of the ids `between` two (inclusive), or of everyone
+    not erased: usage since `since` (default: all), every fact and line. Labels need what comes after a snapshot:
+    pass the horizon's end as `until`."""
+    wanted_profiles = select(Profile.customer_id, Profile.customer_type, Profile.region).where(
+        Profile.erased_at.is_(None)
+    )
+    usage_q = select(
+        UsageDay.customer_id,
+        UsageDay.day,
+        UsageDay.voice_minutes,
+        UsageDay.sms_count,
+        UsageDay.data_mb,
+        UsageDay.roaming_lines,
+        UsageDay.charged_fen,
+    ).where(UsageDay.day < until.astimezone(SHANGHAI).date())
+    facts_q = select(
+        Fact.customer_id, Fact.occurred_at, Fact.kind, Fact.amount_fen, Fact.quantity, Fact.detail, Fact.ref
+    ).where(Fact.occurred_at < until)
+    lines_q = select(
+        Line.customer_id, Line.subscription_id, Line.activated_at, Line.closed_at, Line.payment_mode, Line.contract_end
+    ).where(Line.activated_at < until)
+    if since is not None:
+        usage_q = usage_q.where(UsageDay.day >= since.astimezone(SHANGHAI).date())
+    if between is not None:
+        lo, hi = between
+        wanted_profiles = wanted_profiles.where(Profile.customer_id.between(lo, hi))
+        usage_q = usage_q.where(UsageDay.customer_id.between(lo, hi))
+        facts_q = facts_q.where(Fact.customer_id.between(lo, hi))
+        lines_q = lines_q.where(Line.customer_id.between(lo, hi))
+    if customers is not None:
+        ids = list(customers)
+        wanted_profiles = wanted_profiles.where(Profile.customer_id.in_(ids))
+        usage_q = usage_q.where(UsageDay.customer_id.in_(ids))
+        facts_q = facts_q.where(Fact.customer_id.in_(ids))
+        lines_q = lines_q.where(Line.customer_id.in_(ids))
+    return History(
+        usage=await _frame(session, usage_q),
+        facts=await _frame(session, facts_q),
+        lines=await _frame(session, lines_q),
+        profiles=await _frame(session, wanted_profiles),
+    )
+
+
+async def _frame(session: AsyncSession, query: object) -> pd.DataFrame:
+    result = await session.execute(query)  # type: ignore[call-overload]
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def labels(history: History, rows: pd.DataFrame, kind: str, horizon_days: int) -> np.ndarray:
+    """Per row (customer_id, as_of), 1 when the horizon after the snapshot saw the outcome of `kind`."""
+    start = pd.to_datetime(rows["as_of"], utc=True).reset_index(drop=True)
+    key = pd.DataFrame(
+        {"customer_id": rows["customer_id"].to_numpy(), "start": start, "end": start + pd.Timedelta(days=horizon_days)}
+    )
+    key["row"] = np.arange(len(key))
+    if kind == "churn":
+        lines = history.lines.assign(
+            activated_at=pd.to_datetime(history.lines["activated_at"], utc=True),
+            closed_at=pd.to_datetime(history.lines["closed_at"], utc=True),
+        )
+        joined = key.merge(lines, on="customer_id")
+        open_at_end = (joined["activated_at"] <= joined["end"]) & ~(joined["closed_at"] <= joined["end"])
+        still_open = joined.loc[open_at_end, "row"].unique()
+        out = np.ones(len(key), dtype=np.int8)
+        out[still_open] = 0
+        return out
+    facts = history.facts.assign(occurred_at=pd.to_datetime(history.facts["occurred_at"], utc=True))
+    bad = (
+        ((facts["kind"] == FactKind.PAYMENT_OVERDUE) & (facts["quantity"].fillna(0) >= BAD_DEBT_DAYS_OVERDUE))
+        | ((facts["kind"] == FactKind.COLLECTION_STATUS) & facts["detail"].isin(COLLECTION_STAGES[BAD_DEBT_STAGE:]))
+        | ((facts["kind"] == FactKind.LINE_TERMINATED) & (facts["detail"] == "arrears"))
+    )
+    joined = key.merge(facts.loc[bad, ["customer_id", "occurred_at"]], on="customer_id")
+    hit = joined.loc[(joined["occurred_at"] > joined["start"]) & (joined["occurred_at"] <= joined["end"]), "row"]
+    out = np.zeros(len(key), dtype=np.int8)
+    out[hit.unique()] = 1
+    return out
+
+
+def to_training_set(frame: pd.DataFrame, label: np.ndarray, kind: str, horizon_days: int) -> TrainingSet:
+    return TrainingSet(
+        features=frame[list(FEATURE_NAMES)].reset_index(drop=True),
+        label=label,
+        customer_id=frame["customer_id"].to_numpy(dtype=object),
+        as_of=pd.to_datetime(frame["as_of"], utc=True)
+        .dt.tz_convert(SHANGHAI)
+        .dt.tz_localize(None)
+        .to_numpy(dtype="datetime64[D]"),
+        source="feature_store",
+        kind=kind,
+        horizon_days=horizon_days,
+    )
+
+
+async def build(
+    session: AsyncSession, kind: str, *, horizon_days: int, snapshot_hour: int, months: int = 12
+) -> TrainingSet:
+    """The training set of `kind` from the store: up to `months` monthly snapshots, the latest usable ones."""
+    span = await store_span(session)
+    if span is None:
+        raise NotEnoughHistory("the feature store is empty: no events have arrived yet")
+    snapshots = usable_snapshots(span, horizon_days, snapshot_hour, months)
+    history = await read_history(session, until=snapshots[-1] + timedelta(days=horizon_days, seconds=1))
+    return assemble(history, snapshots, kind, horizon_days)
+
+
+def assemble(history: History, snapshots: Sequence[datetime], kind: str, horizon_days: int) -> TrainingSet:
+    """Features as of each snapshot (`compute` reads only what came before it) and labels from what came after."""
+    frame = compute(history, snapshots)
+    if kind == "bad_debt":
+        frame = frame[frame["collection_stage"] < BAD_DEBT_STAGE].reset_index(drop=True)
+    return to_training_set(frame, labels(history, frame, kind, horizon_days), kind, horizon_days)
