@@ -34,9 +34,10 @@ openapi: install ## refresh the OpenAPI snapshots in contracts/openapi/ after an
 
 BENCH_CUSTOMERS ?= 1000000
 BENCH_TICKETS ?= 1000000
+BENCH_SUBSCRIBERS ?= 1000000
 BENCH_POSTGRES ?=
 bench: install ## measure throughput and latency; writes BENCHMARKS.md
-	$(UV) run --frozen python -m tests.bench --customers $(BENCH_CUSTOMERS) --tickets $(BENCH_TICKETS) $(if $(BENCH_POSTGRES),--postgres $(BENCH_POSTGRES))
+	$(UV) run --frozen python -m tests.bench --customers $(BENCH_CUSTOMERS) --tickets $(BENCH_TICKETS) --subscribers $(BENCH_SUBSCRIBERS) $(if $(BENCH_POSTGRES),--postgres $(BENCH_POSTGRES))
 
 clean:
 	rm -rf var .tools

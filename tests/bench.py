@@ -6,6 +6,8 @@ BENCHMARKS.md.
 - The BOSS feed at full speed beside a bare Kafka producer (`tests/bench_boss.py`).
 - The customer service at 1M customers (`tests/bench_customer.py`).
 - The ticketing service at 1M tickets (`tests/bench_ticketing.py`), in a section of its own.
+- The churn service: feature store, training at 1M subscribers × 12 months, batch and online scoring
+  (`tests/bench_churn.py`), in a section of its own.
 Runs on the embedded broker and SQLite files in a temporary folder (and PostgreSQL when asked), on this machine.
 """
 
@@ -32,7 +34,7 @@ from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, boss_push, serve
-from tests import bench_boss, bench_customer, bench_ticketing
+from tests import bench_boss, bench_churn, bench_customer, bench_ticketing
 from tests.boss import activation
 
 BATCHES = 4
@@ -103,10 +105,14 @@ def main() -> None:
     parser.add_argument("--postgres", help="also measure on a fresh database of this PostgreSQL server (asyncpg URL)")
     parser.add_argument("--boss-records", type=int, default=300_000, help="records of the simulated BOSS feed")
     parser.add_argument("--tickets", type=int, default=1_000_000, help="tickets in the ticketing service's store")
+    parser.add_argument("--subscribers", type=int, default=1_000_000, help="subscribers the churn model trains on")
+    parser.add_argument(
+        "--churn-simulated", type=int, default=10_000, help="customers the churn service's store is filled with"
+    )
     parser.add_argument(
         "--only",
         choices=SECTIONS,
-        help="measure one section (core: first slice, BOSS feed, customer service); BENCHMARKS.md keeps the other's",
+        help="measure one section (core: first slice, BOSS feed, customer service); BENCHMARKS.md keeps the others",
     )
     args = parser.parse_args()
     speed = cpu_reference()
@@ -124,12 +130,23 @@ def main() -> None:
             if args.postgres:
                 tickets.update(asyncio.run(bench_ticketing.measure(Path(folder), args.tickets, args.postgres)))
             sections["ticketing"] = ticketing_section(tickets, speed)
+        if args.only in (None, "churn"):
+            churn = asyncio.run(bench_churn.measure(Path(folder), args.subscribers, args.churn_simulated))
+            sections["churn"] = section(
+                CHURN_HEADING,
+                "Goal: training time and peak memory at 1M subscribers × 12 months; batch scoring ≥ 50% of a bare "
+                "`Booster.predict` on the same matrix; online score p99 < 20 ms (`tests/bench_churn.py`).",
+                bench_churn.SETUP,
+                churn,
+                speed,
+            )
     text = write_sections(Path("BENCHMARKS.md"), sections)
     print(text)
 
 
-SECTIONS = ("core", "ticketing")
+SECTIONS = ("core", "ticketing", "churn")
 TICKETING_HEADING = "## Ticketing"
+CHURN_HEADING = "## Churn"
 
 
 def machine(speed: float) -> str:
@@ -144,21 +161,36 @@ def machine(speed: float) -> str:
 def write_sections(path: Path, sections: dict[str, str]) -> str:
     """BENCHMARKS.md with the sections measured now, the others as the last run that measured them left them."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    core, _, ticketing = old.partition(TICKETING_HEADING)
-    kept = {"core": core.strip(), "ticketing": (TICKETING_HEADING + ticketing).strip() if ticketing else ""}
+    rest, _, churn = old.partition(CHURN_HEADING)
+    core, _, ticketing = rest.partition(TICKETING_HEADING)
+    kept = {
+        "core": core.strip(),
+        "ticketing": (TICKETING_HEADING + ticketing).strip() if ticketing else "",
+        "churn": (CHURN_HEADING + churn).strip() if churn else "",
+    }
     text = "\n\n".join(filter(None, (sections[name] or kept[name] for name in SECTIONS)))
     path.write_text(text + "\n", encoding="utf-8")
     return text
 
 
 def ticketing_section(results: dict[str, str], speed: float) -> str:
-    lines = [
+    return section(
         TICKETING_HEADING,
-        "",
         "Goal: ticket create p99 and list p99 at 32 clients, 1M tickets (`tests/bench_ticketing.py`).",
+        bench_ticketing.SETUP,
+        results,
+        speed,
+    )
+
+
+def section(heading: str, goal: str, setup: str, results: dict[str, str], speed: float) -> str:
+    lines = [
+        heading,
+        "",
+        goal,
         "",
         machine(speed),
-        bench_ticketing.SETUP,
+        setup,
         "",
         "| measure | result |",
         "|---|---|",

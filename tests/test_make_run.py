@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_path):
-    ports = {name: free_port() for name in ("KAFKA", "GATEWAY", "CUSTOMER", "BILLING_ADAPTER", "TICKETING")}
+    ports = {name: free_port() for name in ("KAFKA", "GATEWAY", "CUSTOMER", "BILLING_ADAPTER", "TICKETING", "CHURN")}
     env = {
         **os.environ,
         "CRM_DEV_VAR_DIR": str(tmp_path),
@@ -61,14 +61,19 @@ def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_
             time.sleep(0.1)
         tickets = gateway.get("/tmf-api/troubleTicket/v4/troubleTicket")
         assert (tickets.status_code, tickets.json()) == (200, []), "the ticketing service answers through the gateway"
+        scores = gateway.get("/churn/v1/scores")
+        assert (scores.status_code, scores.json()) == (200, []), "the churn service answers through the gateway"
     finally:
         stack.send_signal(signal.SIGINT)
         stack.wait(30)
     assert stack.returncode == 0, (tmp_path / "stack.out").read_text()
-    assert "stopped: broker, customer, billing-adapter, ticketing, gateway" in (tmp_path / "stack.out").read_text()
+    assert (
+        "stopped: broker, customer, billing-adapter, ticketing, churn, gateway" in (tmp_path / "stack.out").read_text()
+    )
     assert not any(port_open("127.0.0.1", p) for p in ports.values()), "a process of the stack outlived Ctrl-C"
     assert (tmp_path / "customer.db").is_file()
     assert (tmp_path / "ticketing.db").is_file()
+    assert (tmp_path / "churn.db").is_file()
 
 
 def _idle(ports: dict[str, int]) -> bool:

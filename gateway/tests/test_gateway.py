@@ -87,7 +87,8 @@ async def gw() -> AsyncIterator[Gateway]:
         serve(upstream("customer"), proxy_headers=False) as customer,
         serve(upstream("billing-adapter"), proxy_headers=False) as billing,
         serve(upstream("ticketing"), proxy_headers=False) as ticketing,
-        gateway(customer_url=customer, billing_adapter_url=billing, ticketing_url=ticketing) as client,
+        serve(upstream("churn"), proxy_headers=False) as churn,
+        gateway(customer_url=customer, billing_adapter_url=billing, ticketing_url=ticketing, churn_url=churn) as client,
     ):
         yield Gateway(client, customer, billing)
 
@@ -117,6 +118,8 @@ def assert_problem(r: httpx.Response, status: int, slug: str) -> dict:
         ("/api/v1/queues/billing", "ticketing"),
         ("/api/v1/knowledge/articles", "ticketing"),
         ("/tmf-api/troubleTicket/v4/hub", "ticketing"),
+        ("/churn/v1/customers/C1/score", "churn"),
+        ("/churn/v1/models", "churn"),
     ],
 )
 async def test_requests_are_routed_by_path_prefix(gw: Gateway, path: str, expected: str):
@@ -293,7 +296,8 @@ async def test_an_unknown_path_is_404_problem_json(gw: Gateway):
 async def test_ready_when_every_upstream_is_ready(gw: Gateway):
     r = await gw.client.get("/health/ready")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"customer": "up", "billing-adapter": "up", "ticketing": "up"}}
+    checks = {"customer": "up", "billing-adapter": "up", "ticketing": "up", "churn": "up"}
+    assert r.json() == {"status": "ready", "checks": checks}
     assert (await gw.client.get("/health/live")).json() == {"status": "up"}
 
 
@@ -302,8 +306,12 @@ async def test_not_ready_when_an_upstream_is_down_then_ready_when_it_is_up():
     async with (
         serve(upstream("customer")) as customer,
         serve(upstream("ticketing")) as ticketing,
+        serve(upstream("churn")) as churn,
         gateway(
-            customer_url=customer, billing_adapter_url=f"http://127.0.0.1:{port}", ticketing_url=ticketing
+            customer_url=customer,
+            billing_adapter_url=f"http://127.0.0.1:{port}",
+            ticketing_url=ticketing,
+            churn_url=churn,
         ) as client,
     ):
         r = await client.get("/health/ready")

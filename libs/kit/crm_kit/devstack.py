@@ -44,6 +44,7 @@ class DevStackSettings(BaseSettings):
     customer_port: int = 8001
     billing_adapter_port: int = 8002
     ticketing_port: int = 8003
+    churn_port: int = 8004
     demo_customers: int = 50
     ready_timeout_seconds: float = 90.0
 
@@ -82,6 +83,12 @@ def stack(s: DevStackSettings) -> list[App]:
             {"CRM_TICKETING_DATABASE_URL": sqlite("ticketing")},
         ),
         App(
+            "churn",
+            "crm_churn.app:create_app",
+            s.churn_port,
+            {"CRM_CHURN_DATABASE_URL": sqlite("churn")},
+        ),
+        App(
             "gateway",
             "crm_gateway.app:create_app",
             s.gateway_port,
@@ -89,6 +96,7 @@ def stack(s: DevStackSettings) -> list[App]:
                 "CRM_GATEWAY_CUSTOMER_URL": f"http://127.0.0.1:{s.customer_port}",
                 "CRM_GATEWAY_BILLING_ADAPTER_URL": f"http://127.0.0.1:{s.billing_adapter_port}",
                 "CRM_GATEWAY_TICKETING_URL": f"http://127.0.0.1:{s.ticketing_port}",
+                "CRM_GATEWAY_CHURN_URL": f"http://127.0.0.1:{s.churn_port}",
             },
         ),
     ]
@@ -179,7 +187,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
     logs.mkdir(parents=True, exist_ok=True)
     busy = [
         p
-        for p in (s.kafka_port, s.gateway_port, s.customer_port, s.billing_adapter_port, s.ticketing_port)
+        for p in (s.kafka_port, s.gateway_port, s.customer_port, s.billing_adapter_port, s.ticketing_port, s.churn_port)
         if port_open("127.0.0.1", p)
     ]
     if busy:
@@ -218,6 +226,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
             f"  customer svc   http://127.0.0.1:{s.customer_port}/docs\n"
             f"  billing svc    http://127.0.0.1:{s.billing_adapter_port}/docs\n"
             f"  ticketing svc  http://127.0.0.1:{s.ticketing_port}/docs\n"
+            f"  churn svc      http://127.0.0.1:{s.churn_port}/docs   (train: uv run crm train)\n"
             f"  metrics        http://127.0.0.1:<port>/metrics    logs: {logs}/\n"
             f"  credentials    a 12-hour dev token (agent, supervisor; pii:read) — or mint one: uv run crm-dev token\n"
             f"                 Authorization: Bearer {dev_token()}\n"

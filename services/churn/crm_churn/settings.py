@@ -27,3 +27,4 @@ class Settings(ServiceSettings):
     )
     high_band_share: float = Field(0.10, gt=0, lt=1, description="The riskiest share of the base called high (高危)")
     medium_band_share: float = Field(0.20, gt=0, lt=1, description="The next share called medium (中危)")
+    gauge_seconds: float = Field(60, gt=0, description="How often the model, band and freshness gauges refresh")

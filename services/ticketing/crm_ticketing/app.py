@@ -18,8 +18,9 @@ from crm_ticketing.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
-    async def start_sla_scanner(rt: Runtime) -> None:
-        """Beside the outbox relay, stopped with it: the SLA scanner (SLA 预警/超时, 升级)."""
+    async def start_jobs(rt: Runtime) -> None:
+        """Beside the outbox relay, stopped with it: the SLA scanner (SLA 预警/超时, 升级), the hub deliveries and
+        the report gauges."""
         scanner = escalation.run_scanner(rt.db, rt.contracts, settings.sla_scan_seconds)
         rt.tasks.append(asyncio.create_task(scanner, name=f"{rt.name}-sla-scanner"))
         deliveries = hub_delivery.run_deliveries(rt.db, settings)
@@ -39,5 +40,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrations=Path(__file__).parent / "migrations",
         routers=[tickets.router, csat.router, reports.router, queues.router, hub.router, knowledge.router],
         subscriptions=[events.subscription(settings.consumer_group)],
-        on_startup=start_sla_scanner,
+        on_startup=start_jobs,
     )

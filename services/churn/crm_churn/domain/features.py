@@ -123,10 +123,11 @@ def describe(name: str, value: float) -> str:
 class History:
     """What the feature store holds about some customers, as columns.
 
-    `usage`: customer_id, day (date), voice_minutes, sms_count, data_mb, roaming_lines, charged_fen; one row per
-    line and day or per customer and day.
-    `facts`: customer_id, occurred_at (aware datetime), kind, amount_fen, quantity, detail, ref.
-    `lines`: customer_id, subscription_id, activated_at, closed_at (aware or None), payment_mode, contract_end.
+    Days are days since 1970-01-01 (Shanghai calendar), times seconds since 1970 (UTC), None where unknown.
+    `usage`: customer_id, day, voice_minutes, sms_count, data_mb, roaming_lines, charged_fen; one row per line and
+    day or per customer and day.
+    `facts`: customer_id, occurred_at, kind, amount_fen, quantity, detail, ref.
+    `lines`: customer_id, subscription_id, activated_at, closed_at, payment_mode, contract_end (a day).
     `profiles`: customer_id, customer_type, region.
     `region_port_outs`: per snapshot (its position) and region, port-outs in the 30 days before it per 1000 open
     lines of the region, or None to compute them from these customers alone (when `facts` and `lines` are the whole
@@ -140,15 +141,14 @@ class History:
     region_port_outs: dict[tuple[int, str], float] | None = None
 
 
-def _epoch_seconds(column: pd.Series) -> np.ndarray:
-    """Aware datetimes (or None) as UTC epoch seconds, NaN for None (whatever resolution pandas picked)."""
-    values = pd.to_datetime(column, utc=True)
-    seconds = (values - pd.Timestamp(0, tz=UTC)) / pd.Timedelta(seconds=1)
-    return np.asarray(seconds, dtype=np.float64)
+def _numbers(column: pd.Series) -> np.ndarray:
+    """Days or seconds as floats, NaN where unknown (None)."""
+    return np.asarray(pd.to_numeric(column, errors="coerce"), dtype=np.float64)
 
 
-def _days(column: pd.Series) -> np.ndarray:
-    return np.asarray([(d - EPOCH).days for d in column], dtype=np.int64)
+def snapshot_seconds(as_of: pd.Series) -> np.ndarray:
+    """Snapshot instants as UTC epoch seconds."""
+    return np.asarray((pd.to_datetime(as_of, utc=True) - pd.Timestamp(0, tz=UTC)) / pd.Timedelta(seconds=1))
 
 
 def snapshot_day(moment: datetime) -> int:
@@ -173,28 +173,25 @@ class _Columns:
         self.n = len(customers)
         u, f, ln = _per_customer_day(history.usage), history.facts, history.lines
         self.u_code = customers.get_indexer(u["customer_id"])
-        self.u_day = _days(u["day"])
+        self.u_day = _numbers(u["day"])
         self.u = {c: u[c].to_numpy(dtype=np.float64) for c in ("voice_minutes", "sms_count", "data_mb", "charged_fen")}
         self.u["roaming"] = (u["roaming_lines"].to_numpy() > 0).astype(np.float64)
         self.u["active"] = (
             (u["voice_minutes"].to_numpy() + u["sms_count"].to_numpy() + u["data_mb"].to_numpy()) > 0
         ).astype(np.float64)
         self.f_code = customers.get_indexer(f["customer_id"])
-        self.f_at = _epoch_seconds(f["occurred_at"])
+        self.f_at = _numbers(f["occurred_at"])
         self.f_kind = f["kind"].to_numpy(dtype=object)
         self.f_amount = f["amount_fen"].to_numpy(dtype=np.float64, na_value=np.nan)
         self.f_quantity = f["quantity"].to_numpy(dtype=np.float64, na_value=np.nan)
         self.f_detail = f["detail"].to_numpy(dtype=object)
         self.f_ref = f["ref"].to_numpy(dtype=object)
         self.l_code = customers.get_indexer(ln["customer_id"])
-        self.l_open = _epoch_seconds(ln["activated_at"])
-        self.l_close = _epoch_seconds(ln["closed_at"])
+        self.l_open = _numbers(ln["activated_at"])
+        self.l_close = _numbers(ln["closed_at"])
         self.l_prepaid = (ln["payment_mode"].to_numpy(dtype=object) == "prepaid").astype(np.float64)
         self.l_sub = ln["subscription_id"].to_numpy(dtype=object)
-        ends = ln["contract_end"]
-        self.l_contract_end = np.asarray(
-            [np.nan if d is None or d != d else (d - EPOCH).days for d in ends], dtype=np.float64
-        )
+        self.l_contract_end = _numbers(ln["contract_end"])
         self.kind_masks = {k: self.f_kind == k.value for k in FactKind}
 
     def sum_usage(self, measure: str, lo: int, hi: int) -> np.ndarray:

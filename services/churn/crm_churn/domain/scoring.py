@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,6 @@ from crm_kit.events import CloudEvent, Contracts
 from crm_kit.outbox import stage
 
 REASONS = 5
-PLACES = Decimal("0.0001")
 
 
 class UnknownCustomer(Exception):
@@ -55,8 +54,10 @@ class Scored:
     features: dict[str, float | None]
 
 
-def as_decimal(probability: float) -> Decimal:
-    return Decimal(repr(float(probability))).quantize(PLACES, rounding=ROUND_HALF_UP)
+def as_decimals(probability: np.ndarray) -> list[Decimal]:
+    """Probabilities as decimals of 4 places (half up), without a binary float on the way to the database."""
+    units = np.floor(np.clip(probability, 0.0, 1.0) * 10_000 + 0.5).astype(np.int64)
+    return [Decimal(f"{u // 10_000}.{u % 10_000:04d}") for u in units.tolist()]
 
 
 def reasons(contributions: np.ndarray, values: np.ndarray, features: Sequence[str]) -> list[dict[str, Any]]:
@@ -142,28 +143,34 @@ async def features_now(session: AsyncSession, customer_id: str, now: datetime, r
 def score_rows(
     predictor: Predictor, frame: pd.DataFrame, scored_at: datetime, *, explain: bool, threads: int = 0
 ) -> list[Scored]:
+    """Scores of the frame's customers; with `explain`, also the reasons and the inputs (TreeSHAP costs several
+    predictions, so a batch explains only the customers whose band moved)."""
     probability = predictor.probability(frame, threads=threads)
     bands = predictor.bands.of(probability)
+    scores = as_decimals(probability)
+    if not explain:
+        return [
+            Scored(str(c), predictor.kind, score, str(band), predictor.version, [], scored_at, {})
+            for c, score, band in zip(frame["customer_id"], scores, bands, strict=True)
+        ]
     matrix = predictor.matrix(frame).to_numpy(dtype=np.float64)
-    contributions = predictor.contributions(frame, threads=threads) if explain else None
-    out = []
-    for i, customer_id in enumerate(frame["customer_id"]):
-        out.append(
-            Scored(
-                customer_id=str(customer_id),
-                kind=predictor.kind,
-                score=as_decimal(probability[i]),
-                risk_band=str(bands[i]),
-                model_version=predictor.version,
-                reasons=reasons(contributions[i], matrix[i], predictor.features) if contributions is not None else [],
-                scored_at=scored_at,
-                features={
-                    name: (None if v != v else round(float(v), 4))
-                    for name, v in zip(predictor.features, matrix[i], strict=True)
-                },
-            )
+    contributions = predictor.contributions(frame, threads=threads)
+    return [
+        Scored(
+            customer_id=str(customer_id),
+            kind=predictor.kind,
+            score=scores[i],
+            risk_band=str(bands[i]),
+            model_version=predictor.version,
+            reasons=reasons(contributions[i], matrix[i], predictor.features),
+            scored_at=scored_at,
+            features={
+                name: (None if v != v else round(float(v), 4))
+                for name, v in zip(predictor.features, matrix[i], strict=True)
+            },
         )
-    return out
+        for i, customer_id in enumerate(frame["customer_id"])
+    ]
 
 
 async def score_customer(

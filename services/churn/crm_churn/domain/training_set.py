@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Float, Integer, cast, func, literal_column, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_churn.domain.dataset import TrainingSet
-from crm_churn.domain.features import FEATURE_NAMES, History, compute
+from crm_churn.domain.features import DAY, FEATURE_NAMES, History, compute, snapshot_seconds
 from crm_churn.domain.store import COLLECTION_STAGES, FactKind
 from crm_churn.models import Fact, Line, Profile, UsageDay
 from crm_kit.presentation import SHANGHAI
@@ -79,6 +81,21 @@ def usable_snapshots(span: tuple[datetime, datetime], horizon_days: int, hour: i
     return candidates[-months:]
 
 
+def _epoch_days(column: Any, dialect: str) -> Any:
+    """A date as days since 1970-01-01, worked out by the database: parsing a million dates in Python takes
+    seconds."""
+    if dialect == "postgresql":
+        return type_coerce(column - literal_column("DATE '1970-01-01'"), Integer)
+    return cast(func.julianday(column) - 2440587.5, Integer)
+
+
+def _epoch_seconds(column: Any, dialect: str) -> Any:
+    """A UTC timestamp as seconds since 1970, worked out by the database."""
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", column), Float)
+    return cast(func.strftime("%s", column), Float)
+
+
 async def read_history(
     session: AsyncSession,
     *,
@@ -89,13 +106,15 @@ async def read_history(
 ) -> History:
     """What the store knows up to `until` of `customers`, or of the ids `between` two (inclusive), or of everyone
     not erased: usage since `since` (default: all), every fact and line. Labels need what comes after a snapshot:
-    pass the horizon's end as `until`."""
+    pass the horizon's end as `until`. Days and times come as numbers (see `History`)."""
+    dialect = session.bind.dialect.name
+    days, seconds = partial(_epoch_days, dialect=dialect), partial(_epoch_seconds, dialect=dialect)
     wanted_profiles = select(Profile.customer_id, Profile.customer_type, Profile.region).where(
         Profile.erased_at.is_(None)
     )
     usage_q = select(
         UsageDay.customer_id,
-        UsageDay.day,
+        days(UsageDay.day).label("day"),
         UsageDay.voice_minutes,
         UsageDay.sms_count,
         UsageDay.data_mb,
@@ -103,10 +122,21 @@ async def read_history(
         UsageDay.charged_fen,
     ).where(UsageDay.day < until.astimezone(SHANGHAI).date())
     facts_q = select(
-        Fact.customer_id, Fact.occurred_at, Fact.kind, Fact.amount_fen, Fact.quantity, Fact.detail, Fact.ref
+        Fact.customer_id,
+        seconds(Fact.occurred_at).label("occurred_at"),
+        Fact.kind,
+        Fact.amount_fen,
+        Fact.quantity,
+        Fact.detail,
+        Fact.ref,
     ).where(Fact.occurred_at < until)
     lines_q = select(
-        Line.customer_id, Line.subscription_id, Line.activated_at, Line.closed_at, Line.payment_mode, Line.contract_end
+        Line.customer_id,
+        Line.subscription_id,
+        seconds(Line.activated_at).label("activated_at"),
+        seconds(Line.closed_at).label("closed_at"),
+        Line.payment_mode,
+        days(Line.contract_end).label("contract_end"),
     ).where(Line.activated_at < until)
     if since is not None:
         usage_q = usage_q.where(UsageDay.day >= since.astimezone(SHANGHAI).date())
@@ -130,36 +160,38 @@ async def read_history(
     )
 
 
-async def _frame(session: AsyncSession, query: object) -> pd.DataFrame:
-    result = await session.execute(query)  # type: ignore[call-overload]
-    return pd.DataFrame(result.all(), columns=list(result.keys()))
+async def _frame(session: AsyncSession, query: Any) -> pd.DataFrame:
+    result = await session.execute(query)
+    names = list(result.keys())
+    columns = list(zip(*result.all(), strict=True)) or [() for _ in names]
+    return pd.DataFrame(dict(zip(names, columns, strict=True)))
 
 
 def labels(history: History, rows: pd.DataFrame, kind: str, horizon_days: int) -> np.ndarray:
     """Per row (customer_id, as_of), 1 when the horizon after the snapshot saw the outcome of `kind`."""
-    start = pd.to_datetime(rows["as_of"], utc=True).reset_index(drop=True)
+    start = snapshot_seconds(rows["as_of"])
     key = pd.DataFrame(
-        {"customer_id": rows["customer_id"].to_numpy(), "start": start, "end": start + pd.Timedelta(days=horizon_days)}
+        {"customer_id": rows["customer_id"].to_numpy(), "start": start, "end": start + horizon_days * DAY}
     )
     key["row"] = np.arange(len(key))
     if kind == "churn":
-        lines = history.lines.assign(
-            activated_at=pd.to_datetime(history.lines["activated_at"], utc=True),
-            closed_at=pd.to_datetime(history.lines["closed_at"], utc=True),
+        lines = history.lines[["customer_id", "activated_at", "closed_at"]].astype(
+            {"activated_at": np.float64, "closed_at": np.float64}
         )
         joined = key.merge(lines, on="customer_id")
         open_at_end = (joined["activated_at"] <= joined["end"]) & ~(joined["closed_at"] <= joined["end"])
-        still_open = joined.loc[open_at_end, "row"].unique()
         out = np.ones(len(key), dtype=np.int8)
-        out[still_open] = 0
+        out[joined.loc[open_at_end, "row"].unique()] = 0
         return out
-    facts = history.facts.assign(occurred_at=pd.to_datetime(history.facts["occurred_at"], utc=True))
+    facts = history.facts
+    quantity = pd.to_numeric(facts["quantity"], errors="coerce").fillna(0)
     bad = (
-        ((facts["kind"] == FactKind.PAYMENT_OVERDUE) & (facts["quantity"].fillna(0) >= BAD_DEBT_DAYS_OVERDUE))
+        ((facts["kind"] == FactKind.PAYMENT_OVERDUE) & (quantity >= BAD_DEBT_DAYS_OVERDUE))
         | ((facts["kind"] == FactKind.COLLECTION_STATUS) & facts["detail"].isin(COLLECTION_STAGES[BAD_DEBT_STAGE:]))
         | ((facts["kind"] == FactKind.LINE_TERMINATED) & (facts["detail"] == "arrears"))
     )
-    joined = key.merge(facts.loc[bad, ["customer_id", "occurred_at"]], on="customer_id")
+    outcomes = facts.loc[bad, ["customer_id", "occurred_at"]].astype({"occurred_at": np.float64})
+    joined = key.merge(outcomes, on="customer_id")
     hit = joined.loc[(joined["occurred_at"] > joined["start"]) & (joined["occurred_at"] <= joined["end"]), "row"]
     out = np.zeros(len(key), dtype=np.int8)
     out[hit.unique()] = 1

@@ -8,8 +8,6 @@ at a time, and stages its events in the caller's transaction like every other ch
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,12 +20,11 @@ from sqlalchemy.orm import InstrumentedAttribute
 from crm_kit.db import Database, utcnow
 from crm_kit.events import CloudEvent, Contracts
 from crm_kit.outbox import stage
+from crm_kit.periodic import repeat
 from crm_ticketing import events
 from crm_ticketing.domain import clocks
 from crm_ticketing.domain.queues import ESCALATION, transfer
 from crm_ticketing.models import SlaClockRow, Ticket
-
-log = logging.getLogger(__name__)
 
 ACTOR = "sla-escalation"
 BATCH = 500
@@ -132,19 +129,17 @@ def _escalate(session: AsyncSession, ticket: Ticket, kind: str, now: datetime) -
 
 
 async def run_scanner(db: Database, contracts: Contracts, every: float) -> None:
-    """Scan every `every` seconds, each round in its own transaction, again at once while batches come back full.
-    A failed round is logged and retried at the next: the task only ends when it is cancelled."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            while True:
-                async with db.sessions.begin() as session:
-                    result = await scan(session, contracts, utcnow())
-                for _, kind, priority in result.warned:
-                    WARNINGS.labels(kind, priority).inc()
-                for _, kind, priority in result.breached:
-                    BREACHES.labels(kind, priority).inc()
-                if not result.full:
-                    break
-        except Exception:
-            log.exception("SLA scan failed; retrying in %.0fs", every)
+    """Scan every `every` seconds, each round in its own transaction, again at once while batches come back full."""
+
+    async def round_() -> None:
+        while True:
+            async with db.sessions.begin() as session:
+                result = await scan(session, contracts, utcnow())
+            for _, kind, priority in result.warned:
+                WARNINGS.labels(kind, priority).inc()
+            for _, kind, priority in result.breached:
+                BREACHES.labels(kind, priority).inc()
+            if not result.full:
+                return
+
+    await repeat(round_, every, what="SLA scan", wait_first=True)

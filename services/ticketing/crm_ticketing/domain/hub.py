@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_kit.db import Database, utcnow
 from crm_kit.errors import InvalidInput, NotFound
 from crm_kit.events import CloudEvent
+from crm_kit.periodic import repeat
 from crm_kit.signing import sign
 from crm_ticketing import events
 from crm_ticketing.domain import representation
@@ -424,13 +425,11 @@ async def deliver_due(db: Database, client: httpx.AsyncClient, settings: Setting
 
 
 async def run_deliveries(db: Database, settings: Settings) -> None:
-    """Deliver every `hub_delivery_seconds`, again at once while batches come back full. A failed round is logged
-    and retried at the next: the task only ends when it is cancelled."""
+    """Deliver every `hub_delivery_seconds`, again at once while batches come back full."""
     async with httpx.AsyncClient(timeout=settings.hub_timeout_seconds, follow_redirects=False) as client:
-        while True:
-            await asyncio.sleep(settings.hub_delivery_seconds)
-            try:
-                while (await deliver_due(db, client, settings, utcnow())).full:
-                    pass
-            except Exception:
-                log.exception("hub delivery round failed; retrying in %.0fs", settings.hub_delivery_seconds)
+
+        async def round_() -> None:
+            while (await deliver_due(db, client, settings, utcnow())).full:
+                pass
+
+        await repeat(round_, settings.hub_delivery_seconds, what="hub delivery round", wait_first=True)

@@ -9,8 +9,6 @@ millions of closed tickets in the store.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -20,12 +18,11 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_kit.db import Database, utcnow
+from crm_kit.periodic import repeat
 from crm_ticketing.domain import clocks
 from crm_ticketing.domain.lifecycle import CLOSED, IN_PROGRESS, OPEN_STATES, RESOLVED
 from crm_ticketing.domain.sla import PRIORITIES
 from crm_ticketing.models import SlaClockRow, Ticket, TicketStatusChange, TicketTransfer
-
-log = logging.getLogger(__name__)
 
 RATIO_PLACES = Decimal("0.0001")
 COMPLAINT = "complaint"
@@ -250,12 +247,5 @@ async def refresh_gauges(db: Database, now: datetime) -> None:
 
 
 async def run_gauges(db: Database, every: float) -> None:
-    """Refresh the gauges every `every` seconds until cancelled; a failed round is logged and the next one tries."""
-    while True:
-        try:
-            await refresh_gauges(db, utcnow())
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("refreshing the ticket report gauges failed; trying again in %s s", every)
-        await asyncio.sleep(every)
+    """Refresh the gauges every `every` seconds until cancelled, the first time at once."""
+    await repeat(lambda: refresh_gauges(db, utcnow()), every, what="refreshing the ticket report gauges")
