@@ -1,4 +1,5 @@
-"""The running system for the journeys: broker, billing-adapter, customer, ticketing and gateway on loopback."""
+"""The running system for the journeys: broker, billing-adapter, customer, ticketing, churn and gateway on
+loopback."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest_asyncio
 
 from crm_billing_adapter.app import create_app as billing_adapter_app
 from crm_billing_adapter.settings import Settings as BillingAdapterSettings
+from crm_churn.app import create_app as churn_app
+from crm_churn.settings import Settings as ChurnSettings
 from crm_customer.app import create_app as customer_app
 from crm_customer.settings import Settings as CustomerSettings
 from crm_gateway.app import create_app as gateway_app
@@ -42,9 +45,11 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
     customer_settings = CustomerSettings(database_url=await database_url("customer"), kafka=kafka, log_json=False)
     adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), kafka=kafka, log_json=False)
     ticketing = TicketingSettings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False)
+    churn = ChurnSettings(database_url=await database_url("churn"), kafka=kafka, log_json=False, batch_score_hour=None)
     async with contextlib.AsyncExitStack() as stack:
         adapter_url = await stack.enter_async_context(serve(billing_adapter_app(adapter)))
         ticketing_url = await stack.enter_async_context(serve(ticketing_app(ticketing)))
+        churn_url = await stack.enter_async_context(serve(churn_app(churn)))
         gateway_url = await stack.enter_async_context(
             serve(
                 gateway_app(
@@ -52,6 +57,7 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
                         customer_url=f"http://127.0.0.1:{customer_port}",
                         billing_adapter_url=adapter_url,
                         ticketing_url=ticketing_url,
+                        churn_url=churn_url,
                         log_json=False,
                     )
                 )

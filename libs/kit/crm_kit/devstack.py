@@ -204,7 +204,9 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
         stopping = True
         raise KeyboardInterrupt
 
+    # Ctrl-C too, explicitly: a process started in the background by a script inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         for app in apps:
             procs[app.name] = _spawn(app, broker.bootstrap, logs)

@@ -62,6 +62,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("data_trend_30d", _trend("Data use", "流量下降/上升")),
     Feature("voice_trend_30d", _trend("Call minutes", "通话量变化")),
     Feature("usage_7d_vs_30d", _trend("Last week's data use against the month's", "近期用量变化")),
+    Feature("activity_per_line_day_30d", lambda x: f"{x:.0f} units of use per line a day in 30 days (日均使用量)"),
+    Feature(
+        "activity_decline",
+        lambda x: (
+            f"use down {_pct(x)} on the three months before (用量下滑)" if x > 0 else "use not falling (用量平稳)"
+        ),
+    ),
     Feature("recharges_90d", lambda x: f"{x:.0f} top-ups in 90 days (充值次数)"),
     Feature("recharge_fen_90d", lambda x: f"{_yuan(x)} topped up in 90 days (充值金额)"),
     Feature("days_since_recharge", lambda x: f"last top-up {x:.0f} days ago (距上次充值)"),
@@ -73,6 +80,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("prepaid_share", lambda x: f"{_pct(x)} of lines prepaid (预付费)"),
     Feature("late_payments_90d", lambda x: f"{x:.0f} bills paid late in 90 days (逾期缴费)"),
     Feature("failed_payments_90d", lambda x: f"{x:.0f} failed payments in 90 days (扣款失败)"),
+    Feature(
+        "payment_trouble_90d",
+        lambda x: f"{x:.0f} payment troubles in 90 days: failed, overdue or barred (缴费异常)",
+    ),
     Feature("max_days_overdue_90d", lambda x: f"a bill {x:.0f} days overdue (欠费天数)"),
     Feature("outstanding_fen", lambda x: f"{_yuan(x)} owed (欠费余额)"),
     Feature("collection_stage", lambda x: f"in collection: {COLLECTION_STAGES[int(x)]} (催缴)"),
@@ -160,10 +171,15 @@ USAGE_MEASURES = ("voice_minutes", "sms_count", "data_mb", "roaming_lines", "cha
 
 
 def _per_customer_day(usage: pd.DataFrame) -> pd.DataFrame:
-    """The store keeps a row per line and day (a corrected summary replaces its line's); features are per customer."""
+    """The store keeps a row per line and day (a corrected summary replaces its line's); features are per customer,
+    with the line-days counted (a customer's usage is compared per line-day, as lines come and go)."""
     if usage.empty:
-        return usage
-    return usage.groupby(["customer_id", "day"], as_index=False, sort=False)[list(USAGE_MEASURES)].sum()
+        return usage.assign(line_days=pd.Series(dtype=np.float64))
+    return (
+        usage.assign(line_days=1.0)
+        .groupby(["customer_id", "day"], as_index=False, sort=False)[[*USAGE_MEASURES, "line_days"]]
+        .sum()
+    )
 
 
 class _Columns:
@@ -176,6 +192,8 @@ class _Columns:
         self.u_day = _numbers(u["day"])
         self.u = {c: u[c].to_numpy(dtype=np.float64) for c in ("voice_minutes", "sms_count", "data_mb", "charged_fen")}
         self.u["roaming"] = (u["roaming_lines"].to_numpy() > 0).astype(np.float64)
+        self.u["line_days"] = u["line_days"].to_numpy(dtype=np.float64)
+        self.u["activity"] = self.u["data_mb"] + 10.0 * self.u["voice_minutes"]
         self.u["active"] = (
             (u["voice_minutes"].to_numpy() + u["sms_count"].to_numpy() + u["data_mb"].to_numpy()) > 0
         ).astype(np.float64)
@@ -223,6 +241,12 @@ class _Columns:
         np.maximum.at(out, self.f_code[mask], values[mask])
         out[np.isinf(out)] = np.nan
         return out
+
+
+def _per(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count, NaN where there is nothing counted."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, total / count, np.nan)
 
 
 def _ratio(now: np.ndarray, before: np.ndarray) -> np.ndarray:
@@ -325,6 +349,15 @@ def _snapshot(c: _Columns, at: float, day: int, organisation: np.ndarray) -> dic
     out["data_trend_30d"] = _ratio(out["data_mb_30d"], u("data_mb", day - 60, day - 30))
     out["voice_trend_30d"] = _ratio(out["voice_minutes_30d"], u("voice_minutes", day - 60, day - 30))
     out["usage_7d_vs_30d"] = _ratio(out["data_mb_7d"] * 30 / 7, out["data_mb_30d"])
+    per_line_day = [
+        _per(u("activity", day - 30 * (k + 1), day - 30 * k), u("line_days", day - 30 * (k + 1), day - 30 * k))
+        for k in range(4)
+    ]
+    out["activity_per_line_day_30d"] = per_line_day[0]
+    before = np.vstack(per_line_day[1:])
+    usual = _per(np.nansum(before, axis=0), np.sum(~np.isnan(before), axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["activity_decline"] = np.where(usual > 0, np.maximum(0.0, 1.0 - per_line_day[0] / usual), np.nan)
 
     d90, d30 = at - 90 * DAY, at - 30 * DAY
     recharges = c.facts(FactKind.RECHARGED, d90, at)
@@ -369,6 +402,9 @@ def _snapshot(c: _Columns, at: float, day: int, organisation: np.ndarray) -> dic
     out["collection_stage"] = np.nan_to_num(c.latest(c.facts(FactKind.COLLECTION_STATUS, ever, at), stage), nan=0.0)
     suspended = c.facts(FactKind.LINE_SUSPENDED, d90, at) & (c.f_detail == "arrears")
     out["arrears_suspensions_90d"] = c.count(suspended)
+    out["payment_trouble_90d"] = np.minimum(
+        out["failed_payments_90d"] + out["late_payments_90d"] + out["arrears_suspensions_90d"], 3.0
+    )
 
     first_line = np.full(c.n, np.inf)
     np.minimum.at(first_line, c.l_code[c.l_open < at], c.l_open[c.l_open < at])

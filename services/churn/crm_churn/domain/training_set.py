@@ -6,7 +6,7 @@ each snapshot (`domain.features`) and the label the following horizon gave.
   or written off, or a line is closed for arrears (欠费拆机); customers already there at the snapshot are left out.
 
 A snapshot is used only when its horizon has fully passed by the store's watermark (the latest thing it knows),
-and only once the store holds 90 days of history before it, so no window is cut short."""
+and only once the store holds 120 days of history before it, so no window is cut short."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from crm_churn.domain.store import COLLECTION_STAGES, FactKind
 from crm_churn.models import Fact, Line, Profile, UsageDay
 from crm_kit.presentation import SHANGHAI
 
-HISTORY_DAYS = 90
-"""The longest window a feature looks back over."""
+HISTORY_DAYS = 120
+"""The longest window a feature looks back over (usage against the three months before the last)."""
 BAD_DEBT_STAGE = COLLECTION_STAGES.index("with_agency")
 BAD_DEBT_DAYS_OVERDUE = 90
 
