@@ -180,21 +180,25 @@ DUNNING = ((1, "reminded"), (15, "soft_suspended"), (45, "hard_suspended"), (90,
 OVERDUE_NOTICES = (1, 30, 60, 90)
 PREPAID_CLOSE_AFTER_DAYS = 60
 
-CHURN_BASE = -5.95
+CHURN_BASE = -9.5
 CHURN_NOISE = 0.3
 CHURN_WEIGHTS = {
-    "usage_decline": 5.0,
-    "bill_shock": 2.0,
-    "contract_ending": 2.2,
-    "payment_trouble": 0.7,
-    "new_customer": 1.0,
-    "long_tenure": -0.8,
-    "overpaying": 1.0,
-    "organisation": -1.2,
-    "network": 0.5,
-    "competitor_offer": 2.0,
-    "unresolved_complaints": 0.9,
+    "usage_decline": 10.0,
+    "bill_shock": 4.0,
+    "contract_ending": 4.4,
+    "payment_trouble": 1.4,
+    "new_customer": 2.0,
+    "long_tenure": -1.6,
+    "overpaying": 2.0,
+    "organisation": -2.4,
+    "network": 1.0,
+    "competitor_offer": 4.0,
+    "unresolved_complaints": 1.8,
 }
+"""Strong enough that the drivers, more than chance, decide who leaves — as in operators' data, where churn models
+reach a ROC-AUC of 0.85–0.9 — with the base rate set so about a quarter of the base leaves in a year. Knowing every
+driver, hidden ones included, ranks the next two months' leavers at an AUC of about 0.9 (a month's hazard cannot
+foresee the next month's, nor the closures for arrears, which follow payment behaviour)."""
 
 TICKET_SOURCE = "/crm/ticketing"
 NETWORK_TICKETS_A_MONTH = 0.012  # at network badness 0; × e^(1.3 × badness)

@@ -12,6 +12,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,10 +153,16 @@ async def publish(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) 
         await producer.stop()
 
 
+TEST_TOKEN_TTL = timedelta(hours=6)
+"""Tests make their headers when modules load, and the whole suite may run longer than an access token's 15
+minutes: their tokens outlive the run (tests of expiry pass their own `ttl`)."""
+
+
 def bearer(
     subject: str = "agent-0001", roles: tuple[str, ...] = ("agent",), scopes: tuple[str, ...] = (), **claims: Any
 ) -> dict[str, str]:
     """An Authorization header with a token signed by the default (test) key."""
+    claims.setdefault("ttl", TEST_TOKEN_TTL)
     token = issue_token(AuthSettings(), subject, roles=roles, scopes=scopes, **claims)
     return {"Authorization": f"Bearer {token}"}
 

@@ -31,8 +31,8 @@ class TrainParams:
     percent of positives over tens of features and millions of rows."""
 
     learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 200
+    num_leaves: int = 15
+    min_data_in_leaf: int = 50
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
@@ -41,9 +41,10 @@ class TrainParams:
     max_bin: int = 255
     max_rounds: int = 1000
     early_stopping_rounds: int = 50
-    max_pos_weight: float = 50.0
-    """Positives are weighted negatives/positives, but at most this: past it a handful of positives would drive
-    every split."""
+    max_pos_weight: float = 3.0
+    """Positives are weighted negatives/positives, but at most this: the rare churners count more without a few of
+    them driving every split, and early stopping on one snapshot's AUC stays steady (on the simulated base a weight
+    of 15 stopped after 20 trees, 0.01 AUC lower); calibration then undoes the weighting."""
     seed: int = 42
     num_threads: int = 0
     validation_snapshots: int = 1
