@@ -140,19 +140,17 @@ async def features_now(session: AsyncSession, customer_id: str, now: datetime, r
     return frame
 
 
-def score_rows(
-    predictor: Predictor, frame: pd.DataFrame, scored_at: datetime, *, explain: bool, threads: int = 0
-) -> list[Scored]:
-    """Scores of the frame's customers; with `explain`, also the reasons and the inputs (TreeSHAP costs several
-    predictions, so a batch explains only the customers whose band moved)."""
+def score_matrix(predictor: Predictor, frame: pd.DataFrame, *, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's scoring step, vectorised: each row's calibrated probability and band."""
     probability = predictor.probability(frame, threads=threads)
-    bands = predictor.bands.of(probability)
+    return probability, predictor.bands.of(probability)
+
+
+def explain_rows(predictor: Predictor, frame: pd.DataFrame, scored_at: datetime, *, threads: int = 0) -> list[Scored]:
+    """Scores with their reasons and inputs: TreeSHAP costs several predictions, so a batch explains only the
+    customers whose band moved."""
+    probability, bands = score_matrix(predictor, frame, threads=threads)
     scores = as_decimals(probability)
-    if not explain:
-        return [
-            Scored(str(c), predictor.kind, score, str(band), predictor.version, [], scored_at, {})
-            for c, score, band in zip(frame["customer_id"], scores, bands, strict=True)
-        ]
     matrix = predictor.matrix(frame).to_numpy(dtype=np.float64)
     contributions = predictor.contributions(frame, threads=threads)
     return [
@@ -179,7 +177,7 @@ async def score_customer(
     frame = await features_now(session, customer_id, now, rates)
     if predictor.kind == "bad_debt" and float(frame["collection_stage"].iloc[0]) >= BAD_DEBT_STAGE:
         raise NotScorable(f"Customer {customer_id} is already with a collection agency or written off")
-    return score_rows(predictor, frame, now, explain=True, threads=1)[0]
+    return explain_rows(predictor, frame, now, threads=1)[0]
 
 
 def published(s: Scored) -> CloudEvent:
@@ -270,18 +268,25 @@ async def score_base(
             frame = compute(_with_rates(history, rates), [now], customers=chunk)
             if predictor.kind == "bad_debt":
                 frame = frame[frame["collection_stage"] < BAD_DEBT_STAGE].reset_index(drop=True)
-            scored = score_rows(predictor, frame, now, explain=False)
-            before = await previous_bands(session, predictor.kind, [s.customer_id for s in scored])
-            moved = [i for i, s in enumerate(scored) if before.get(s.customer_id) != s.risk_band]
-            if moved:
-                explained = score_rows(predictor, frame.iloc[moved].reset_index(drop=True), now, explain=True)
-                for i, s in zip(moved, explained, strict=True):
-                    scored[i] = s
+            probability, bands = score_matrix(predictor, frame)
+            ids = [str(c) for c in frame["customer_id"]]
+            before = await previous_bands(session, predictor.kind, ids)
+            moved = [i for i, (c, band) in enumerate(zip(ids, bands, strict=True)) if before.get(c) != band]
             moved_set = set(moved)
-            await upsert_scores(session, [s for i, s in enumerate(scored) if i not in moved_set], reasons_too=False)
-            await upsert_scores(session, [scored[i] for i in moved], reasons_too=True)
-            await stage(session, contracts, [published(scored[i]) for i in moved])
-            result.customers += len(scored)
+            kept = [i for i in range(len(ids)) if i not in moved_set]
+            scores = as_decimals(probability[kept])
+            await upsert_scores(
+                session,
+                [
+                    Scored(ids[i], predictor.kind, score, str(bands[i]), predictor.version, [], now, {})
+                    for i, score in zip(kept, scores, strict=True)
+                ],
+                reasons_too=False,
+            )
+            explained = explain_rows(predictor, frame.iloc[moved].reset_index(drop=True), now) if moved else []
+            await upsert_scores(session, explained, reasons_too=True)
+            await stage(session, contracts, [published(s) for s in explained])
+            result.customers += len(ids)
             result.band_changes += len(moved)
         if on_progress is not None:
             await on_progress(result)
