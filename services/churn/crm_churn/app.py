@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from crm_churn import events
 from crm_churn.api import models, runs, scores
 from crm_churn.domain import batch, gauges
+from crm_churn.domain.scoring import RegionRates
 from crm_churn.settings import Settings
 from crm_kit.periodic import repeat
 from crm_kit.service import Runtime, create_service_app
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             daily = batch.run_schedule(rt.db, rt.contracts, settings.batch_score_hour)
             rt.tasks.append(asyncio.create_task(daily, name=f"{rt.name}-daily-scoring"))
 
-    return create_service_app(
+    app = create_service_app(
         name="churn",
         title="CRM churn service",
         description=(
@@ -41,3 +42,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscriptions=[events.subscription(settings.consumer_group)],
         on_startup=start_jobs,
     )
+    app.state.region_rates = RegionRates()
+    return app

@@ -21,10 +21,8 @@ CustomerId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", des
 
 
 def _rates(request: Request) -> RegionRates:
-    state = request.app.state
-    if not hasattr(state, "region_rates"):
-        state.region_rates = RegionRates()
-    return state.region_rates  # type: ignore[no-any-return]
+    """The app's cache of regional port-out rates, made with the app."""
+    return request.app.state.region_rates  # type: ignore[no-any-return]
 
 
 @router.get(
