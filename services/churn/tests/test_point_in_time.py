@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from crm_churn.domain import ingest
 from crm_churn.domain.features import FEATURE_NAMES, compute
+from crm_churn.domain.scoring import RegionRates, features_now
 from crm_churn.domain.training_set import labels, read_history
 from crm_kit.db import Database, upgrade_async
 from crm_kit.presentation import SHANGHAI
@@ -181,7 +182,7 @@ async def test_nothing_after_the_snapshot_changes_a_training_row(store: Database
     assert before[list(FEATURE_NAMES)].notna().to_numpy().any()
     async with store.sessions() as session:
         history = await read_history(session, until=SNAPSHOT + timedelta(days=90))
-    lines = history.lines.sort_values("subscription_id")
+    lines = pd.DataFrame(history.lines).sort_values("subscription_id")
     open_now = lines[lines["closed_at"].isna()].iloc[0]
     customer, subscription = str(open_now["customer_id"]), str(open_now["subscription_id"])
     leaks = []
@@ -196,6 +197,24 @@ async def test_nothing_after_the_snapshot_changes_a_training_row(store: Database
     async with store.sessions() as session:
         history = await read_history(session, until=SNAPSHOT + timedelta(days=90))
     label = labels(history, row, "churn", 60)
-    others = history.lines[(history.lines["customer_id"] == customer) & history.lines["closed_at"].isna()]
+    lines = pd.DataFrame(history.lines)
+    others = lines[(lines["customer_id"] == customer) & lines["closed_at"].isna()]
     assert label.tolist() == [1 if others.empty else 0]
     assert np.isfinite(row["tenure_months"].to_numpy()).all()
+
+
+async def test_the_online_score_reads_what_a_training_row_reads(store: Database) -> None:
+    """The online path reads one customer in one statement of its own; as of the snapshot it gives every customer
+    the very row the training set has, even once the store knows what came after."""
+    before = await _rows(store, until=SNAPSHOT + timedelta(days=90))
+    first = before.iloc[0]
+    async with store.sessions() as session:
+        lines = pd.DataFrame((await read_history(session, until=SNAPSHOT)).lines)
+    subscription = str(lines[lines["customer_id"] == first["customer_id"]]["subscription_id"].iloc[0])
+    await ingest.load_history(store, _after(str(first["customer_id"]), subscription, SNAPSHOT))
+
+    rates = RegionRates()
+    online = pd.concat(
+        [await features_now(store, str(cid), SNAPSHOT, rates) for cid in before["customer_id"]], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(online, before)

@@ -14,7 +14,7 @@ from crm_churn.domain.scoring import NotScorable, RegionRates, UnknownCustomer, 
 from crm_churn.models import Score
 from crm_churn.schemas import Band, CustomerScore, Kind, StoredScore
 from crm_kit.presentation import JSONResponse
-from crm_kit.service import DbSession
+from crm_kit.service import DbSession, RuntimeDep
 
 router = APIRouter(prefix="/churn/v1", tags=["Churn scores"], responses={401: {}, 403: {}})
 CustomerId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The BOSS customer id")]
@@ -33,20 +33,17 @@ def _rates(request: Request) -> RegionRates:
 )
 async def customer_score(
     customer_id: CustomerId,
-    session: DbSession,
     now: Now,
     request: Request,
+    rt: RuntimeDep,
     _: ScoreReader,
     kind: Annotated[Kind, Query(description="churn (离网) or bad_debt (坏账)")] = "churn",
 ) -> JSONResponse:
     """Computed from the feature store at the moment of the request with the active model: nothing cached, so a
     complaint filed a minute ago already counts."""
     try:
-        model = await registry.active(session, kind)
-        if model is None:
-            raise registry.NoModel(f"No {kind} model is active yet: train one (crm train --kind {kind})")
-        predictor = registry.predictor_of(model)
-        scored = await score_customer(session, predictor, customer_id, now, _rates(request))
+        predictor = await registry.active_predictor(rt.db, kind)
+        scored = await score_customer(rt.db, predictor, customer_id, now, _rates(request))
     except (registry.NoModel, ModelCorrupt, UnknownCustomer, NotScorable) as exc:
         raise problem_of(exc) from exc
     body = CustomerScore(
@@ -55,7 +52,7 @@ async def customer_score(
         score=scored.score,
         risk_band=scored.risk_band,  # type: ignore[arg-type]
         model_version=scored.model_version,
-        horizon_days=int(model.training.get("horizon_days", 0)),
+        horizon_days=predictor.horizon_days,
         reasons=scored.reasons,  # type: ignore[arg-type]
         scored_at=scored.scored_at,
         features=scored.features,

@@ -8,9 +8,11 @@ training. Windows are whole Shanghai days before the snapshot's day: usage of a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,9 +132,13 @@ def describe(name: str, value: float) -> str:
     return feature.describe(value) if feature is not None else f"{name} = {value:g}"
 
 
+Table = Mapping[str, Any]
+"""Columns by name, each an array (or a pandas Series) of one value per row."""
+
+
 @dataclass
 class History:
-    """What the feature store holds about some customers, as columns.
+    """What the feature store holds about some customers, as tables of columns.
 
     Days are days since 1970-01-01 (Shanghai calendar), times seconds since 1970 (UTC), None where unknown.
     `usage`: customer_id, day, voice_minutes, sms_count, data_mb, roaming_lines, charged_fen; one row per line and
@@ -145,16 +151,20 @@ class History:
     base's).
     """
 
-    usage: pd.DataFrame
-    facts: pd.DataFrame
-    lines: pd.DataFrame
-    profiles: pd.DataFrame
+    usage: Table
+    facts: Table
+    lines: Table
+    profiles: Table
     region_port_outs: dict[tuple[int, str], float] | None = None
 
 
-def _numbers(column: pd.Series) -> np.ndarray:
-    """Days or seconds as floats, NaN where unknown (None)."""
-    return np.asarray(pd.to_numeric(column, errors="coerce"), dtype=np.float64)
+def as_objects(column: Any) -> np.ndarray:
+    return np.asarray(column, dtype=object)
+
+
+def as_floats(column: Any) -> np.ndarray:
+    """Numbers (days, seconds, amounts) as floats, NaN where unknown (None)."""
+    return np.asarray(column, dtype=np.float64)
 
 
 def snapshot_seconds(as_of: pd.Series) -> np.ndarray:
@@ -168,48 +178,59 @@ def snapshot_day(moment: datetime) -> int:
 
 
 USAGE_MEASURES = ("voice_minutes", "sms_count", "data_mb", "roaming_lines", "charged_fen")
+_DAY_KEY = 1_000_000
+"""Customer position and day packed in one integer (position × _DAY_KEY + day) to group usage rows by both."""
 
 
-def _per_customer_day(usage: pd.DataFrame) -> pd.DataFrame:
-    """The store keeps a row per line and day (a corrected summary replaces its line's); features are per customer,
-    with the line-days counted (a customer's usage is compared per line-day, as lines come and go)."""
-    if usage.empty:
-        return usage.assign(line_days=pd.Series(dtype=np.float64))
-    return (
-        usage.assign(line_days=1.0)
-        .groupby(["customer_id", "day"], as_index=False, sort=False)[[*USAGE_MEASURES, "line_days"]]
-        .sum()
-    )
+def _ends(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by `group`: which rows start a group and which end one."""
+    change = group[1:] != group[:-1]
+    return np.r_[True, change], np.r_[change, True]
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Each value as a small integer (equal values, equal integers); None is −1."""
+    return pd.factorize(values)[0]
 
 
 class _Columns:
-    """`history`'s columns as arrays with each row's customer as a position in `customers`."""
+    """`history`'s columns as arrays with each row's customer as a position in the sorted customer ids.
 
-    def __init__(self, history: History, customers: pd.Index) -> None:
-        self.n = len(customers)
-        u, f, ln = _per_customer_day(history.usage), history.facts, history.lines
-        self.u_code = customers.get_indexer(u["customer_id"])
-        self.u_day = _numbers(u["day"])
-        self.u = {c: u[c].to_numpy(dtype=np.float64) for c in ("voice_minutes", "sms_count", "data_mb", "charged_fen")}
-        self.u["roaming"] = (u["roaming_lines"].to_numpy() > 0).astype(np.float64)
-        self.u["line_days"] = u["line_days"].to_numpy(dtype=np.float64)
+    Usage is summed per customer and day, with the line-days counted: the store keeps a row per line and day (a
+    corrected summary replaces its line's), features are per customer and compare use per line-day, as lines come
+    and go."""
+
+    def __init__(self, history: History) -> None:
+        u, f, ln, p = history.usage, history.facts, history.lines, history.profiles
+        tables = (p, ln, f, u)
+        sizes = np.cumsum([0, *(len(t["customer_id"]) for t in tables)])
+        codes, self.customers = pd.factorize(np.concatenate([as_objects(t["customer_id"]) for t in tables]), sort=True)
+        self.p_code, self.l_code, self.f_code, u_code = (codes[a:b] for a, b in pairwise(sizes))
+        self.n = len(self.customers)
+        key = u_code.astype(np.int64) * _DAY_KEY + as_floats(u["day"]).astype(np.int64)
+        days, per_day = np.unique(key, return_inverse=True)
+        self.u_code = days // _DAY_KEY
+        self.u_day = (days % _DAY_KEY).astype(np.float64)
+
+        def summed(values: np.ndarray) -> np.ndarray:
+            return np.bincount(per_day, weights=values, minlength=len(days))
+
+        self.u = {m: summed(as_floats(u[m])) for m in USAGE_MEASURES}
+        self.u["roaming"] = (self.u.pop("roaming_lines") > 0).astype(np.float64)
+        self.u["line_days"] = np.bincount(per_day, minlength=len(days)).astype(np.float64)
         self.u["activity"] = self.u["data_mb"] + 10.0 * self.u["voice_minutes"]
-        self.u["active"] = (
-            (u["voice_minutes"].to_numpy() + u["sms_count"].to_numpy() + u["data_mb"].to_numpy()) > 0
-        ).astype(np.float64)
-        self.f_code = customers.get_indexer(f["customer_id"])
-        self.f_at = _numbers(f["occurred_at"])
-        self.f_kind = f["kind"].to_numpy(dtype=object)
-        self.f_amount = f["amount_fen"].to_numpy(dtype=np.float64, na_value=np.nan)
-        self.f_quantity = f["quantity"].to_numpy(dtype=np.float64, na_value=np.nan)
-        self.f_detail = f["detail"].to_numpy(dtype=object)
-        self.f_ref = f["ref"].to_numpy(dtype=object)
-        self.l_code = customers.get_indexer(ln["customer_id"])
-        self.l_open = _numbers(ln["activated_at"])
-        self.l_close = _numbers(ln["closed_at"])
-        self.l_prepaid = (ln["payment_mode"].to_numpy(dtype=object) == "prepaid").astype(np.float64)
-        self.l_sub = ln["subscription_id"].to_numpy(dtype=object)
-        self.l_contract_end = _numbers(ln["contract_end"])
+        self.u["active"] = ((self.u["voice_minutes"] + self.u["sms_count"] + self.u["data_mb"]) > 0).astype(np.float64)
+        self.f_at = as_floats(f["occurred_at"])
+        self.f_kind = as_objects(f["kind"])
+        self.f_amount = as_floats(f["amount_fen"])
+        self.f_quantity = as_floats(f["quantity"])
+        self.f_detail = as_objects(f["detail"])
+        self.f_ref = as_objects(f["ref"])
+        self.l_open = as_floats(ln["activated_at"])
+        self.l_close = as_floats(ln["closed_at"])
+        self.l_prepaid = (as_objects(ln["payment_mode"]) == "prepaid").astype(np.float64)
+        self.l_sub = as_objects(ln["subscription_id"])
+        self.l_contract_end = as_floats(ln["contract_end"])
         self.kind_masks = {k: self.f_kind == k.value for k in FactKind}
 
     def sum_usage(self, measure: str, lo: int, hi: int) -> np.ndarray:
@@ -258,27 +279,25 @@ def _ratio(now: np.ndarray, before: np.ndarray) -> np.ndarray:
 
 def _open_tickets(c: _Columns, at: float) -> tuple[np.ndarray, np.ndarray]:
     """Per customer, its tickets whose latest event before `at` leaves them open (opened or reopened, not resolved
-    or closed since), and how many of those are network problems."""
+    or closed since), and how many of those are network problems (by the category the ticket was opened with)."""
     kinds = (FactKind.TICKET_OPENED, FactKind.TICKET_REOPENED, FactKind.TICKET_RESOLVED, FactKind.TICKET_CLOSED)
     mask = np.logical_or.reduce([c.kind_masks[k] for k in kinds]) & (c.f_at < at)
     idx = np.flatnonzero(mask)
+    ticket = _codes(c.f_ref[idx])
+    idx, ticket = idx[ticket >= 0], ticket[ticket >= 0]
     if not len(idx):
         return np.zeros(c.n), np.zeros(c.n)
-    frame = pd.DataFrame(
-        {
-            "code": c.f_code[idx],
-            "ref": c.f_ref[idx],
-            "at": c.f_at[idx],
-            "kind": c.f_kind[idx],
-            "detail": c.f_detail[idx],
-        }
-    ).sort_values("at", kind="stable")
-    last_kind = frame.groupby(["code", "ref"], sort=False)["kind"].last()
-    opened = frame[frame["kind"] == FactKind.TICKET_OPENED.value]
-    category = opened.groupby(["code", "ref"], sort=False)["detail"].first().reindex(last_kind.index)
-    is_open = last_kind.isin((FactKind.TICKET_OPENED.value, FactKind.TICKET_REOPENED.value)).to_numpy()
-    network = category.isin(NETWORK_CATEGORIES).to_numpy()
-    codes = np.asarray(last_kind.index.get_level_values("code"), dtype=np.int64)
+    order = np.lexsort((c.f_at[idx], ticket))
+    rows, ticket = idx[order], ticket[order]
+    _, last = _ends(ticket)
+    is_open = np.isin(c.f_kind[rows[last]], (FactKind.TICKET_OPENED.value, FactKind.TICKET_REOPENED.value))
+    opened = c.f_kind[rows] == FactKind.TICKET_OPENED.value
+    first_opened, _ = _ends(ticket[opened])
+    network = np.zeros(int(last.sum()), dtype=bool)
+    network[np.searchsorted(ticket[last], ticket[opened][first_opened])] = np.isin(
+        c.f_detail[rows[opened][first_opened]], NETWORK_CATEGORIES
+    )
+    codes = c.f_code[rows[last]]
     return (
         np.bincount(codes[is_open], minlength=c.n).astype(np.float64),
         np.bincount(codes[is_open & network], minlength=c.n).astype(np.float64),
@@ -301,19 +320,12 @@ def compute(history: History, snapshots: Sequence[datetime], customers: Sequence
     (float32, NaN where unknown) and `customer_id`, `as_of` (the snapshot instant, UTC).
 
     `customers` limits the rows (default: every customer in `history`)."""
-    universe = pd.Index(
-        sorted(
-            set(history.profiles["customer_id"])
-            | set(history.lines["customer_id"])
-            | set(history.facts["customer_id"])
-            | set(history.usage["customer_id"])
-        )
-    )
-    c = _Columns(history, universe)
-    profiles = history.profiles.set_index("customer_id").reindex(universe)
-    regions = profiles["region"].to_numpy(dtype=object)
-    organisation = (profiles["customer_type"].to_numpy(dtype=object) == "organization").astype(np.float64)
-    wanted = np.ones(len(universe), dtype=bool) if customers is None else universe.isin(list(customers))
+    c = _Columns(history)
+    regions = np.full(c.n, None, dtype=object)
+    regions[c.p_code] = as_objects(history.profiles["region"])
+    organisation = np.zeros(c.n)
+    organisation[c.p_code] = as_objects(history.profiles["customer_type"]) == "organization"
+    wanted = np.ones(c.n, dtype=bool) if customers is None else np.isin(c.customers, list(customers))
     frames = []
     for position, snapshot in enumerate(snapshots):
         at = snapshot.astimezone(UTC).timestamp()
@@ -325,13 +337,16 @@ def compute(history: History, snapshots: Sequence[datetime], customers: Sequence
             rates = _region_port_outs(c, regions, at)
         cols["region_port_outs_per_1000"] = np.asarray([rates.get(r, 0.0) for r in regions], dtype=np.float64)
         keep = wanted & (cols.pop("_lines_open_now") > 0)
-        frame = pd.DataFrame({name: cols[name][keep].astype(np.float32) for name in FEATURE_NAMES})
+        matrix = np.empty((int(keep.sum()), len(FEATURE_NAMES)), dtype=np.float32)
+        for j, name in enumerate(FEATURE_NAMES):
+            matrix[:, j] = cols[name][keep]
+        frame = pd.DataFrame(matrix, columns=list(FEATURE_NAMES), copy=False)
         frame.insert(0, "as_of", pd.Timestamp(snapshot.astimezone(UTC)))
-        frame.insert(0, "customer_id", universe[keep])
+        frame.insert(0, "customer_id", c.customers[keep])
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=["customer_id", "as_of", *FEATURE_NAMES])
-    return pd.concat(frames, ignore_index=True)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _snapshot(c: _Columns, at: float, day: int, organisation: np.ndarray) -> dict[str, np.ndarray]:
@@ -438,48 +453,59 @@ def _snapshot(c: _Columns, at: float, day: int, organisation: np.ndarray) -> dic
 
 def _bills(c: _Columns, at: float) -> tuple[np.ndarray, np.ndarray]:
     """The last bill before `at` (within 45 days) and how far it stands above the mean of up to 3 bills before it."""
-    mask = c.facts(FactKind.INVOICE_ISSUED, at - 135 * DAY, at)
-    last = np.full(c.n, np.nan)
+    idx = np.flatnonzero(c.facts(FactKind.INVOICE_ISSUED, at - 135 * DAY, at))
+    last_bill = np.full(c.n, np.nan)
     shock = np.full(c.n, np.nan)
-    idx = np.flatnonzero(mask)
     if not len(idx):
-        return last, shock
-    frame = pd.DataFrame({"code": c.f_code[idx], "at": c.f_at[idx], "amount": np.nan_to_num(c.f_amount[idx])})
-    frame = frame.sort_values(["code", "at"])
-    bills = frame.groupby("code")
-    latest = bills.tail(1).set_index("code")
-    recent = latest[latest["at"] >= at - 45 * DAY]
-    last[recent.index.to_numpy()] = recent["amount"].to_numpy()
-    earlier = frame.drop(index=bills.tail(1).index).groupby("code")["amount"].mean()
-    both = recent.index.intersection(earlier.index)
-    usual = earlier.loc[both].to_numpy()
-    shock[both.to_numpy()] = _ratio(recent.loc[both, "amount"].to_numpy(), usual)
-    return last, shock
+        return last_bill, shock
+    rows = idx[np.lexsort((c.f_at[idx], c.f_code[idx]))]
+    code, amount = c.f_code[rows], np.nan_to_num(c.f_amount[rows])
+    _, last = _ends(code)
+    recent = last & (c.f_at[rows] >= at - 45 * DAY)
+    last_bill[code[recent]] = amount[recent]
+    before = ~last
+    usual = _per(
+        np.bincount(code[before], weights=amount[before], minlength=c.n),
+        np.bincount(code[before], minlength=c.n).astype(np.float64),
+    )
+    shocked = code[recent][~np.isnan(usual[code[recent]])]
+    shock[shocked] = _ratio(last_bill[shocked], usual[shocked])
+    return last_bill, shock
+
+
+def _plan_history(c: _Columns, at: float) -> tuple[np.ndarray, np.ndarray]:
+    """The activations and plan changes before `at` by line and time (ties as they came), and each row's line."""
+    idx = np.flatnonzero((c.kind_masks[FactKind.LINE_ACTIVATED] | c.kind_masks[FactKind.PLAN_CHANGED]) & (c.f_at < at))
+    line = _codes(c.f_ref[idx])
+    idx, line = idx[line >= 0], line[line >= 0]
+    order = np.lexsort((c.f_at[idx], line))
+    return idx[order], line[order]
 
 
 def _downgrades(c: _Columns, lo: float, at: float) -> np.ndarray:
     """Plan changes lo ≤ at < `at` to a cheaper plan (降档) than the line had: the plan-change event names only the
     old plan's code, so the old fee is the line's previous activation or change."""
-    mask = (c.kind_masks[FactKind.LINE_ACTIVATED] | c.kind_masks[FactKind.PLAN_CHANGED]) & (c.f_at < at)
-    idx = np.flatnonzero(mask)
-    if not len(idx):
+    rows, line = _plan_history(c, at)
+    if not len(rows):
         return np.zeros(c.n)
-    frame = pd.DataFrame(
-        {"code": c.f_code[idx], "ref": c.f_ref[idx], "at": c.f_at[idx], "fee": c.f_amount[idx], "kind": c.f_kind[idx]}
-    ).sort_values(["ref", "at"], kind="stable")
-    before = frame.groupby("ref", sort=False)["fee"].shift(1)
-    down = (frame["kind"] == FactKind.PLAN_CHANGED.value) & (frame["at"] >= lo) & (frame["fee"] < before)
-    return np.bincount(frame.loc[down, "code"].to_numpy(dtype=np.int64), minlength=c.n).astype(np.float64)
+    fee = c.f_amount[rows]
+    first, _ = _ends(line)
+    before = np.where(first, np.nan, np.r_[np.nan, fee[:-1]])
+    down = (c.f_kind[rows] == FactKind.PLAN_CHANGED.value) & (c.f_at[rows] >= lo) & (fee < before)
+    return np.bincount(c.f_code[rows[down]], minlength=c.n).astype(np.float64)
 
 
 def _plan_fees(c: _Columns, at: float, open_now: np.ndarray) -> np.ndarray:
     """The monthly fees of the plans of the lines open at `at`, each line's latest plan (activation or change)."""
-    mask = (c.kind_masks[FactKind.LINE_ACTIVATED] | c.kind_masks[FactKind.PLAN_CHANGED]) & (c.f_at < at)
-    idx = np.flatnonzero(mask)
-    if not len(idx):
+    rows, line = _plan_history(c, at)
+    if not len(rows):
         return np.zeros(c.n)
-    frame = pd.DataFrame({"ref": c.f_ref[idx], "at": c.f_at[idx], "fee": np.nan_to_num(c.f_amount[idx])})
-    fee_of = frame.sort_values("at").groupby("ref")["fee"].last()
-    open_subs = c.l_sub[open_now]
-    fees = fee_of.reindex(open_subs).fillna(0.0).to_numpy()
+    _, last = _ends(line)
+    latest = rows[last]
+    known = len(latest)
+    codes = _codes(np.concatenate([c.f_ref[latest], c.l_sub[open_now]]))
+    fee_of = np.zeros(codes.max() + 1)
+    fee_of[codes[:known]] = np.nan_to_num(c.f_amount[latest])
+    opened = codes[known:]
+    fees = np.where((opened >= 0) & (opened < known), fee_of[opened], 0.0)
     return np.bincount(c.l_code[open_now], weights=fees, minlength=c.n)

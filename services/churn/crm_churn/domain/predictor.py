@@ -74,6 +74,10 @@ class Bands:
         return {"high": self.high, "medium": self.medium}
 
 
+Rows = pd.DataFrame | np.ndarray
+"""Rows to score: a frame with (at least) the model's features, or the model's matrix itself (`Predictor.values`)."""
+
+
 @dataclass
 class Predictor:
     version: str
@@ -82,6 +86,8 @@ class Predictor:
     booster: lgb.Booster
     calibration: Calibration
     bands: Bands
+    horizon_days: int = 0
+    """What a score means: the chance of the outcome within this many days of it."""
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's columns, in its order; a feature the frame lacks is a ValueError naming it."""
@@ -90,14 +96,22 @@ class Predictor:
             raise ValueError(f"features the model needs are missing: {', '.join(missing)}")
         return frame[self.features]
 
-    def raw(self, frame: pd.DataFrame, *, threads: int = 0) -> np.ndarray:
-        return np.asarray(self.booster.predict(self.matrix(frame), num_threads=threads), dtype=np.float64)
+    def values(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's columns as one float64 matrix: what LightGBM reads, converted once when a row is both scored
+        and explained."""
+        return self.matrix(frame).to_numpy(dtype=np.float64)
 
-    def probability(self, frame: pd.DataFrame, *, threads: int = 0) -> np.ndarray:
-        return np.clip(self.calibration.apply(self.raw(frame, threads=threads)), 0.0, 1.0)
+    def _input(self, rows: Rows) -> Rows:
+        return rows if isinstance(rows, np.ndarray) else self.matrix(rows)
 
-    def contributions(self, frame: pd.DataFrame, *, threads: int = 0) -> np.ndarray:
+    def raw(self, rows: Rows, *, threads: int = 0) -> np.ndarray:
+        return np.asarray(self.booster.predict(self._input(rows), num_threads=threads), dtype=np.float64)
+
+    def probability(self, rows: Rows, *, threads: int = 0) -> np.ndarray:
+        return np.clip(self.calibration.apply(self.raw(rows, threads=threads)), 0.0, 1.0)
+
+    def contributions(self, rows: Rows, *, threads: int = 0) -> np.ndarray:
         """Per row and feature, the feature's push on the log-odds (TreeSHAP, LightGBM's `pred_contrib`); the last
         column (the expected value) dropped."""
-        out = self.booster.predict(self.matrix(frame), pred_contrib=True, num_threads=threads)
+        out = self.booster.predict(self._input(rows), pred_contrib=True, num_threads=threads)
         return np.asarray(out, dtype=np.float64)[:, :-1]

@@ -7,17 +7,21 @@ and stays in the registry with the comparison. A rollback puts back the model th
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, String, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_churn.domain.predictor import Bands, Calibration, ModelCorrupt, Predictor, pack, unpack
 from crm_churn.domain.training import Comparison, TrainedModel
 from crm_churn.models import Model
+from crm_kit.db import Database
 from crm_kit.presentation import SHANGHAI
+from crm_kit.sqljson import document, loads, rows_json
 
 CANDIDATE, ACTIVE, RETIRED, REJECTED = "candidate", "active", "retired", "rejected"
 
@@ -82,15 +86,25 @@ class _Cached:
     predictor: Predictor
 
 
-_PREDICTORS: dict[str, _Cached] = {}
-"""Boosters parsed once per process: a stored model never changes, its checksum says so."""
+PARSED_MODELS = 4
+_PREDICTORS: OrderedDict[str, _Cached] = OrderedDict()
+"""Boosters parsed once per process, the few used last (the active ones and the one just replaced): a stored model
+never changes, its checksum says so."""
+
+
+def _recall(version: str, sha256: str) -> Predictor | None:
+    cached = _PREDICTORS.get(version)
+    if cached is None or cached.sha256 != sha256:
+        return None
+    _PREDICTORS.move_to_end(version)
+    return cached.predictor
 
 
 def predictor_of(model: Model) -> Predictor:
     """The model ready to score; `ModelCorrupt` when its stored booster cannot be trusted or read."""
-    cached = _PREDICTORS.get(model.version)
-    if cached is not None and cached.sha256 == model.artifact_sha256:
-        return cached.predictor
+    known = _recall(model.version, model.artifact_sha256)
+    if known is not None:
+        return known
     booster = unpack(model.artifact, model.artifact_sha256)
     if booster.num_feature() != len(model.features):
         raise ModelCorrupt(
@@ -103,9 +117,38 @@ def predictor_of(model: Model) -> Predictor:
         booster=booster,
         calibration=Calibration.from_wire(model.calibration),
         bands=Bands(**model.bands),
+        horizon_days=int(model.training.get("horizon_days", 0)),
     )
     _PREDICTORS[model.version] = _Cached(model.artifact_sha256, predictor)
+    while len(_PREDICTORS) > PARSED_MODELS:
+        _PREDICTORS.popitem(last=False)
     return predictor
+
+
+@cache
+def _active_query() -> Select[tuple[str]]:
+    """The active model of a kind, its version and checksum: built once, run by `Database.read_one`."""
+    return document(
+        active=rows_json(
+            select(Model.version, Model.artifact_sha256).where(
+                Model.kind == bindparam("kind", type_=String()), Model.status == ACTIVE
+            )
+        )
+    )
+
+
+async def active_predictor(db: Database, kind: str) -> Predictor:
+    """The active model of `kind` ready to score. While this process holds it parsed, only its version and
+    checksum are read (a promotion or rollback shows at the next call); `NoModel` when none is active."""
+    found = loads(await db.read_one(_active_query(), {"kind": kind}))["active"]
+    if not found:
+        raise NoModel(f"No {kind} model is active yet: train one (crm train --kind {kind})")
+    version, sha256 = found[0]["version"], found[0]["artifact_sha256"]
+    known = _recall(version, sha256)
+    if known is not None:
+        return known
+    async with db.sessions() as session:
+        return predictor_of(await session.get_one(Model, version))
 
 
 def comparison_record(comparison: Comparison | None, incumbent: str | None, now: datetime) -> dict[str, Any]:

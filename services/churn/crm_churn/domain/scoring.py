@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_churn import events
 from crm_churn.domain.features import History, compute, describe
-from crm_churn.domain.predictor import Predictor
+from crm_churn.domain.predictor import Predictor, Rows
 from crm_churn.domain.store import FactKind
-from crm_churn.domain.training_set import BAD_DEBT_STAGE, HISTORY_DAYS, read_history
+from crm_churn.domain.training_set import BAD_DEBT_STAGE, HISTORY_DAYS, read_customer_history, read_history
 from crm_churn.models import Fact, Line, Profile, Score
 from crm_kit.db import Database
 from crm_kit.events import CloudEvent, Contracts
@@ -87,7 +87,7 @@ class RegionRates:
         self.ttl = ttl_seconds
         self._cached: tuple[float, datetime, dict[str, float]] | None = None
 
-    async def at(self, session: AsyncSession, moment: datetime) -> dict[str, float]:
+    async def at(self, db: Database, moment: datetime) -> dict[str, float]:
         cached = self._cached
         if (
             cached is not None
@@ -95,7 +95,8 @@ class RegionRates:
             and abs(cached[1] - moment) < timedelta(seconds=self.ttl)
         ):
             return cached[2]
-        rates = await region_rates(session, moment)
+        async with db.sessions() as session:
+            rates = await region_rates(session, moment)
         self._cached = (time.monotonic(), moment, rates)
         return rates
 
@@ -123,36 +124,48 @@ async def region_rates(session: AsyncSession, moment: datetime) -> dict[str, flo
     return {r: 1000.0 * n / open_by[r] for r, n in ported.all() if r is not None and open_by.get(r)}
 
 
-def _with_rates(history: History, rates: dict[str, float]) -> History:
+async def scoring_history(
+    session: AsyncSession,
+    now: datetime,
+    rates: dict[str, float],
+    *,
+    customers: Sequence[str] | None = None,
+    between: tuple[str, str] | None = None,
+) -> History:
+    """What scoring as of `now` reads of some customers: usage of the days the longest window reaches back over,
+    every fact and line, and the regions' port-out rates of the base."""
+    history = await read_history(
+        session, until=now, customers=customers, between=between, since=now - timedelta(days=HISTORY_DAYS + 1)
+    )
     history.region_port_outs = {(0, r): v for r, v in rates.items()}
     return history
 
 
-async def features_now(session: AsyncSession, customer_id: str, now: datetime, rates: RegionRates) -> pd.DataFrame:
+async def features_now(db: Database, customer_id: str, now: datetime, rates: RegionRates) -> pd.DataFrame:
     """The customer's features as of `now` (one row), or why there are none."""
-    profile = await session.get(Profile, customer_id)
-    if profile is None or profile.erased_at is not None:
+    history = await read_customer_history(db, customer_id, until=now, since=now - timedelta(days=HISTORY_DAYS + 1))
+    if not len(history.profiles["customer_id"]):
         raise UnknownCustomer(f"No customer {customer_id} in the feature store")
-    history = await read_history(session, until=now, customers=[customer_id])
-    frame = compute(_with_rates(history, await rates.at(session, now)), [now])
+    history.region_port_outs = {(0, r): v for r, v in (await rates.at(db, now)).items()}
+    frame = compute(history, [now])
     if frame.empty:
         raise NotScorable(f"Customer {customer_id} has no line open")
     return frame
 
 
-def score_matrix(predictor: Predictor, frame: pd.DataFrame, *, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def score_matrix(predictor: Predictor, rows: Rows, *, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The batch's scoring step, vectorised: each row's calibrated probability and band."""
-    probability = predictor.probability(frame, threads=threads)
+    probability = predictor.probability(rows, threads=threads)
     return probability, predictor.bands.of(probability)
 
 
 def explain_rows(predictor: Predictor, frame: pd.DataFrame, scored_at: datetime, *, threads: int = 0) -> list[Scored]:
     """Scores with their reasons and inputs: TreeSHAP costs several predictions, so a batch explains only the
     customers whose band moved."""
-    probability, bands = score_matrix(predictor, frame, threads=threads)
+    values = predictor.values(frame)
+    probability, bands = score_matrix(predictor, values, threads=threads)
     scores = as_decimals(probability)
-    matrix = predictor.matrix(frame).to_numpy(dtype=np.float64)
-    contributions = predictor.contributions(frame, threads=threads)
+    contributions = predictor.contributions(values, threads=threads)
     return [
         Scored(
             customer_id=str(customer_id),
@@ -160,11 +173,11 @@ def explain_rows(predictor: Predictor, frame: pd.DataFrame, scored_at: datetime,
             score=scores[i],
             risk_band=str(bands[i]),
             model_version=predictor.version,
-            reasons=reasons(contributions[i], matrix[i], predictor.features),
+            reasons=reasons(contributions[i], values[i], predictor.features),
             scored_at=scored_at,
             features={
                 name: (None if v != v else round(float(v), 4))
-                for name, v in zip(predictor.features, matrix[i], strict=True)
+                for name, v in zip(predictor.features, values[i], strict=True)
             },
         )
         for i, customer_id in enumerate(frame["customer_id"])
@@ -172,9 +185,9 @@ def explain_rows(predictor: Predictor, frame: pd.DataFrame, scored_at: datetime,
 
 
 async def score_customer(
-    session: AsyncSession, predictor: Predictor, customer_id: str, now: datetime, rates: RegionRates
+    db: Database, predictor: Predictor, customer_id: str, now: datetime, rates: RegionRates
 ) -> Scored:
-    frame = await features_now(session, customer_id, now, rates)
+    frame = await features_now(db, customer_id, now, rates)
     if predictor.kind == "bad_debt" and float(frame["collection_stage"].iloc[0]) >= BAD_DEBT_STAGE:
         raise NotScorable(f"Customer {customer_id} is already with a collection agency or written off")
     return explain_rows(predictor, frame, now, threads=1)[0]
@@ -262,10 +275,8 @@ async def score_base(
     result = BatchResult()
     for chunk in customer_batches(customers, batch_size):
         async with db.sessions.begin() as session:
-            history = await read_history(
-                session, until=now, between=(chunk[0], chunk[-1]), since=now - timedelta(days=HISTORY_DAYS + 1)
-            )
-            frame = compute(_with_rates(history, rates), [now], customers=chunk)
+            history = await scoring_history(session, now, rates, between=(chunk[0], chunk[-1]))
+            frame = compute(history, [now], customers=chunk)
             if predictor.kind == "bad_debt":
                 frame = frame[frame["collection_stage"] < BAD_DEBT_STAGE].reset_index(drop=True)
             probability, bands = score_matrix(predictor, frame)

@@ -173,7 +173,9 @@ def train(ts: TrainingSet, params: TrainParams | None = None, *, version: str) -
     calibration = Calibration(x=np.asarray(isotonic.X_thresholds_), y=np.asarray(isotonic.y_thresholds_))
 
     validation_set = ts.subset(_mask(ts.rows, split.validation))
-    unbanded = Predictor(version, ts.kind, list(ts.features.columns), booster, calibration, Bands(1.0, 1.0))
+    unbanded = Predictor(
+        version, ts.kind, list(ts.features.columns), booster, calibration, Bands(1.0, 1.0), ts.horizon_days
+    )
     probability = unbanded.probability(validation_set.features, threads=params.num_threads)
     bands = Bands(
         high=float(np.quantile(probability, 1 - params.high_share)),

@@ -10,21 +10,47 @@ and only once the store holds 120 days of history before it, so no window is cut
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Float, Integer, cast, func, literal_column, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Float,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_churn.domain.dataset import TrainingSet
-from crm_churn.domain.features import DAY, FEATURE_NAMES, History, compute, snapshot_seconds
+from crm_churn.domain.features import (
+    DAY,
+    FEATURE_NAMES,
+    History,
+    Table,
+    as_floats,
+    as_objects,
+    compute,
+    snapshot_seconds,
+)
 from crm_churn.domain.store import COLLECTION_STAGES, FactKind
 from crm_churn.models import Fact, Line, Profile, UsageDay
+from crm_kit.db import Database, UtcDateTime
 from crm_kit.presentation import SHANGHAI
+from crm_kit.sqljson import document, loads, rows_json
 
 HISTORY_DAYS = 120
 """The longest window a feature looks back over (usage against the three months before the last)."""
@@ -96,6 +122,81 @@ def _epoch_seconds(column: Any, dialect: str) -> Any:
     return cast(func.strftime("%s", column), Float)
 
 
+@dataclass(frozen=True)
+class _Reads:
+    """The three statements a history is read with: profiles with their lines (one statement: a line's customer
+    always has a profile, the activation makes it), usage, facts."""
+
+    people: Select[Any]
+    usage: Select[Any]
+    facts: Select[Any]
+
+    def limited(self, who: Callable[[Any], ColumnElement[bool]]) -> _Reads:
+        """Only the customers `who` selects, given a table's customer_id column."""
+        return _Reads(
+            self.people.where(who(Profile.customer_id)),
+            self.usage.where(who(UsageDay.customer_id)),
+            self.facts.where(who(Fact.customer_id)),
+        )
+
+
+def _reads(dialect: str, until: Any, until_day: Any, since_day: Any | None) -> _Reads:
+    """Everyone not erased, as of `until` (usage of the days before `until_day`, from `since_day` if given);
+    values or bound parameters alike."""
+    days, seconds = partial(_epoch_days, dialect=dialect), partial(_epoch_seconds, dialect=dialect)
+    people = (
+        select(
+            Profile.customer_id,
+            Profile.customer_type,
+            Profile.region,
+            Line.subscription_id,
+            seconds(Line.activated_at).label("activated_at"),
+            seconds(Line.closed_at).label("closed_at"),
+            Line.payment_mode,
+            days(Line.contract_end).label("contract_end"),
+        )
+        .select_from(Profile)
+        .outerjoin(Line, and_(Line.customer_id == Profile.customer_id, Line.activated_at < until))
+        .where(Profile.erased_at.is_(None))
+    )
+    usage = select(
+        UsageDay.customer_id,
+        days(UsageDay.day).label("day"),
+        UsageDay.voice_minutes,
+        UsageDay.sms_count,
+        UsageDay.data_mb,
+        UsageDay.roaming_lines,
+        UsageDay.charged_fen,
+    ).where(UsageDay.day < until_day)
+    if since_day is not None:
+        usage = usage.where(UsageDay.day >= since_day)
+    facts = select(
+        Fact.customer_id,
+        seconds(Fact.occurred_at).label("occurred_at"),
+        Fact.kind,
+        Fact.amount_fen,
+        Fact.quantity,
+        Fact.detail,
+        Fact.ref,
+    ).where(Fact.occurred_at < until)
+    return _Reads(people, usage, facts)
+
+
+def _history(people: Table, usage: Table, facts: Table) -> History:
+    first = ~pd.Series(people["customer_id"]).duplicated().to_numpy()
+    has_line = pd.notna(people["subscription_id"])
+    return History(
+        usage=usage,
+        facts=facts,
+        lines={name: people[name][has_line] for name in LINE_COLUMNS},
+        profiles={name: people[name][first] for name in PROFILE_COLUMNS},
+    )
+
+
+PROFILE_COLUMNS = ("customer_id", "customer_type", "region")
+LINE_COLUMNS = ("customer_id", "subscription_id", "activated_at", "closed_at", "payment_mode", "contract_end")
+
+
 async def read_history(
     session: AsyncSession,
     *,
@@ -107,64 +208,63 @@ async def read_history(
     """What the store knows up to `until` of `customers`, or of the ids `between` two (inclusive), or of everyone
     not erased: usage since `since` (default: all), every fact and line. Labels need what comes after a snapshot:
     pass the horizon's end as `until`. Days and times come as numbers (see `History`)."""
-    dialect = session.bind.dialect.name
-    days, seconds = partial(_epoch_days, dialect=dialect), partial(_epoch_seconds, dialect=dialect)
-    wanted_profiles = select(Profile.customer_id, Profile.customer_type, Profile.region).where(
-        Profile.erased_at.is_(None)
-    )
-    usage_q = select(
-        UsageDay.customer_id,
-        days(UsageDay.day).label("day"),
-        UsageDay.voice_minutes,
-        UsageDay.sms_count,
-        UsageDay.data_mb,
-        UsageDay.roaming_lines,
-        UsageDay.charged_fen,
-    ).where(UsageDay.day < until.astimezone(SHANGHAI).date())
-    facts_q = select(
-        Fact.customer_id,
-        seconds(Fact.occurred_at).label("occurred_at"),
-        Fact.kind,
-        Fact.amount_fen,
-        Fact.quantity,
-        Fact.detail,
-        Fact.ref,
-    ).where(Fact.occurred_at < until)
-    lines_q = select(
-        Line.customer_id,
-        Line.subscription_id,
-        seconds(Line.activated_at).label("activated_at"),
-        seconds(Line.closed_at).label("closed_at"),
-        Line.payment_mode,
-        days(Line.contract_end).label("contract_end"),
-    ).where(Line.activated_at < until)
-    if since is not None:
-        usage_q = usage_q.where(UsageDay.day >= since.astimezone(SHANGHAI).date())
+    since_day = None if since is None else since.astimezone(SHANGHAI).date()
+    reads = _reads(session.bind.dialect.name, until, until.astimezone(SHANGHAI).date(), since_day)
     if between is not None:
-        lo, hi = between
-        wanted_profiles = wanted_profiles.where(Profile.customer_id.between(lo, hi))
-        usage_q = usage_q.where(UsageDay.customer_id.between(lo, hi))
-        facts_q = facts_q.where(Fact.customer_id.between(lo, hi))
-        lines_q = lines_q.where(Line.customer_id.between(lo, hi))
+        reads = reads.limited(lambda column: column.between(*between))
     if customers is not None:
         ids = list(customers)
-        wanted_profiles = wanted_profiles.where(Profile.customer_id.in_(ids))
-        usage_q = usage_q.where(UsageDay.customer_id.in_(ids))
-        facts_q = facts_q.where(Fact.customer_id.in_(ids))
-        lines_q = lines_q.where(Line.customer_id.in_(ids))
-    return History(
-        usage=await _frame(session, usage_q),
-        facts=await _frame(session, facts_q),
-        lines=await _frame(session, lines_q),
-        profiles=await _frame(session, wanted_profiles),
+        reads = reads.limited(lambda column: column.in_(ids))
+    return _history(
+        await _table(session, reads.people), await _table(session, reads.usage), await _table(session, reads.facts)
     )
 
 
-async def _frame(session: AsyncSession, query: Any) -> pd.DataFrame:
-    result = await session.execute(query)
+async def _table(session: AsyncSession, query: Any) -> Table:
+    """The rows as columns of Python values (numbers are made floats where the features read them); through the
+    session's connection, as plain rows."""
+    result = await (await session.connection()).execute(query)
     names = list(result.keys())
-    columns = list(zip(*result.all(), strict=True)) or [() for _ in names]
-    return pd.DataFrame(dict(zip(names, columns, strict=True)))
+    rows = result.all()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return {name: np.asarray(column, dtype=object) for name, column in zip(names, columns, strict=True)}
+
+
+@cache
+def _one_customer(dialect: str) -> tuple[Select[tuple[str]], dict[str, list[str]]]:
+    """One customer's history as one statement (the parts as JSON arrays), built once per dialect, and each
+    part's column names."""
+    reads = _reads(
+        dialect,
+        bindparam("until", type_=UtcDateTime()),
+        bindparam("until_day", type_=Date()),
+        bindparam("since_day", type_=Date()),
+    ).limited(lambda column: column == bindparam("customer_id", type_=String()))
+    parts = {"people": reads.people, "usage": reads.usage, "facts": reads.facts}
+    names = {part: [c.key for c in query.selected_columns] for part, query in parts.items()}
+    return document(**{part: rows_json(query) for part, query in parts.items()}), names
+
+
+async def read_customer_history(db: Database, customer_id: str, *, until: datetime, since: datetime) -> History:
+    """`read_history` of one customer in one round trip, outside any transaction (one statement is its own
+    snapshot): what the online score reads on every request."""
+    statement, names = _one_customer(db.dialect)
+    found = loads(
+        await db.read_one(
+            statement,
+            {
+                "customer_id": customer_id,
+                "until": until,
+                "until_day": until.astimezone(SHANGHAI).date(),
+                "since_day": since.astimezone(SHANGHAI).date(),
+            },
+        )
+    )
+    tables = {
+        part: {name: np.asarray([row[name] for row in found[part]], dtype=object) for name in columns}
+        for part, columns in names.items()
+    }
+    return _history(tables["people"], tables["usage"], tables["facts"])
 
 
 def labels(history: History, rows: pd.DataFrame, kind: str, horizon_days: int) -> np.ndarray:
@@ -175,15 +275,19 @@ def labels(history: History, rows: pd.DataFrame, kind: str, horizon_days: int) -
     )
     key["row"] = np.arange(len(key))
     if kind == "churn":
-        lines = history.lines[["customer_id", "activated_at", "closed_at"]].astype(
-            {"activated_at": np.float64, "closed_at": np.float64}
+        lines = pd.DataFrame(
+            {
+                "customer_id": as_objects(history.lines["customer_id"]),
+                "activated_at": as_floats(history.lines["activated_at"]),
+                "closed_at": as_floats(history.lines["closed_at"]),
+            }
         )
         joined = key.merge(lines, on="customer_id")
         open_at_end = (joined["activated_at"] <= joined["end"]) & ~(joined["closed_at"] <= joined["end"])
         out = np.ones(len(key), dtype=np.int8)
         out[joined.loc[open_at_end, "row"].unique()] = 0
         return out
-    facts = history.facts
+    facts = pd.DataFrame({name: as_objects(column) for name, column in history.facts.items()})
     quantity = pd.to_numeric(facts["quantity"], errors="coerce").fillna(0)
     bad = (
         ((facts["kind"] == FactKind.PAYMENT_OVERDUE) & (quantity >= BAD_DEBT_DAYS_OVERDUE))
