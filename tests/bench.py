@@ -131,7 +131,9 @@ def main() -> None:
                 tickets.update(asyncio.run(bench_ticketing.measure(Path(folder), args.tickets, args.postgres)))
             sections["ticketing"] = ticketing_section(tickets, speed)
         if args.only in (None, "churn"):
-            churn = asyncio.run(bench_churn.measure(Path(folder), args.subscribers, args.churn_simulated))
+            churn = asyncio.run(
+                bench_churn.measure(Path(folder), args.subscribers, args.churn_simulated, args.postgres)
+            )
             sections["churn"] = section(
                 CHURN_HEADING,
                 "Goal: training time and peak memory at 1M subscribers × 12 months; batch scoring ≥ 50% of a bare "

@@ -265,14 +265,18 @@ def load(path: Path, customers: int) -> tuple[int, float]:
     return rows, time.perf_counter() - started
 
 
-async def load_postgres(server_url: str, customers: int) -> tuple[str, int, float]:
-    """A fresh PostgreSQL database on `server_url`'s server, migrated and loaded with COPY; (its URL, rows, s)."""
-    name = f"crm_bench_{os.getpid()}"
+async def create_postgres(server_url: str, name: str) -> str:
+    """A fresh, empty database `name` on `server_url`'s server; its URL."""
     admin = await asyncpg.connect(_libpq(server_url))
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def load_postgres(server_url: str, customers: int) -> tuple[str, int, float]:
+    """A fresh PostgreSQL database on `server_url`'s server, migrated and loaded with COPY; (its URL, rows, s)."""
+    url = await create_postgres(server_url, f"crm_bench_{os.getpid()}")
     await asyncio.to_thread(upgrade, url, MIGRATIONS)
     conn = await asyncpg.connect(_libpq(url))
     now = datetime.now(UTC)
