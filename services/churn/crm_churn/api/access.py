@@ -56,6 +56,6 @@ def problem_of(exc: Exception) -> CrmError:
         return NotFound(str(exc), field="customer_id")
     if isinstance(exc, NotScorable):
         return Conflict(str(exc), field="customer_id")
-    if isinstance(exc, registry.NothingToRollBackTo | registry.NotACandidate):
+    if isinstance(exc, registry.NothingToRollBackTo):
         return Conflict(str(exc))
     raise exc

@@ -34,10 +34,6 @@ class NothingToRollBackTo(Exception):
     """No model of the kind was active before the current one."""
 
 
-class NotACandidate(Exception):
-    """Only a candidate or a rejected model can be put forward for promotion."""
-
-
 async def next_version(session: AsyncSession, kind: str, now: datetime) -> str:
     """`<kind>-lgbm-YYYY.MM.<n>`: the n-th model of the kind trained that month (Shanghai calendar)."""
     month = now.astimezone(SHANGHAI).strftime("%Y.%m")
