@@ -1,9 +1,9 @@
-"""Segments (客户分群): the rule language, its compilation to one SQL WHERE, and membership.
+"""Segments (客户分群): rules over the customer's fields, their compilation to one SQL WHERE, and membership.
 
-A rule is JSON: `{"all": [..]}`, `{"any": [..]}`, `{"not": {..}}` or a leaf
-`{"field": "arpu_fen", "op": "gte", "value": 10000}` over a whitelist of profile fields and the customer's
-facts (CustomerMetrics). It compiles to one WHERE over customer LEFT JOIN customer_metrics, so counting or
-listing a segment of a million customers is one scan. Merged and erased customers are never members.
+A rule is the kit's rule language (`crm_kit.rules`) over a whitelist of profile fields and the customer's facts
+(CustomerMetrics): `{"all": [{"field": "region", "op": "eq", "value": "BJ"}, ..]}`. It compiles to one WHERE over
+customer LEFT JOIN customer_metrics, so counting or listing a segment of a million customers is one scan. Merged
+and erased customers are never members.
 
 Rule segments are evaluated when created, when their rule changes and on `evaluate` (by hand or a periodic
 job); the built-in tiers (value, activity, lifecycle) move with each customer's billing events.
@@ -12,10 +12,9 @@ job); the built-in tiers (value, activity, lifecycle) move with each customer's 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -27,8 +26,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    not_,
-    or_,
     select,
     text,
 )
@@ -36,24 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer.domain import metrics
 from crm_customer.models import Customer, CustomerMetrics, Segment, SegmentMember
-from crm_kit.errors import Conflict, InvalidInput, NotFound
-from crm_kit.events import parse_rfc3339
+from crm_kit import rules
+from crm_kit.errors import Conflict, NotFound
+from crm_kit.rules import BOOLEAN, DATETIME, DECIMAL, INTEGER, TEXT, Field, Rule, days_since
 
-MAX_DEPTH = 8
-MAX_LEAVES = 50
-MAX_IN_VALUES = 1000
-OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between", "is_null")
-ORDERED_OPS = ("gt", "gte", "lt", "lte", "between")
 SAMPLE_SIZE = 20
-
-TEXT, INTEGER, BOOLEAN, DECIMAL, DATETIME = "text", "integer", "boolean", "decimal", "date-time"
-
-
-@dataclass(frozen=True)
-class Field:
-    column: Any
-    kind: str
-    choices: tuple[str, ...] = ()
 
 
 def _zero(column: Any) -> ColumnElement[Any]:
@@ -88,200 +72,18 @@ FIELDS: dict[str, Field] = {
     "value_tier": Field(M.value_tier, TEXT, metrics.VALUE_TIERS),
     "activity_tier": Field(M.activity_tier, TEXT, metrics.ACTIVITY_TIERS),
     "lifecycle_stage": Field(M.lifecycle_stage, TEXT, metrics.LIFECYCLE_STAGES),
-    "tenure_days": Field(M.first_activated_at, INTEGER),
+    "tenure_days": Field(M.first_activated_at, INTEGER, compiled=days_since(M.first_activated_at)),
 }
-TENURE = "tenure_days"
-
-
-# --- validation ----------------------------------------------------------------------------------------------------
-
-
-def _bad(path: str, message: str) -> InvalidInput:
-    return InvalidInput(f"{path}: {message}", field=path)
-
-
-def _scalar(field_name: str, field: Field, value: Any, path: str) -> Any:
-    """The value as the column compares it, or 422 naming `path`."""
-    if field.kind == BOOLEAN:
-        if not isinstance(value, bool):
-            raise _bad(path, f"{field_name} is a boolean: expected true or false")
-        return value
-    if field.kind == INTEGER:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad(path, f"{field_name} is an integer: expected a whole number")
-        return value
-    if field.kind == DECIMAL:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _bad(path, f"{field_name} is a decimal: expected a number")
-        try:
-            return Decimal(str(value))
-        except InvalidOperation as exc:
-            raise _bad(path, f"{field_name} is a decimal: {value!r} is not a finite number") from exc
-    if not isinstance(value, str):
-        expected = "an RFC 3339 date-time string" if field.kind == DATETIME else "a string"
-        raise _bad(path, f"{field_name} is {'a date-time' if field.kind == DATETIME else 'text'}: expected {expected}")
-    if field.kind == DATETIME:
-        try:
-            return parse_rfc3339(value)
-        except ValueError as exc:
-            raise _bad(path, f"{field_name} needs an RFC 3339 date-time with a zone offset: {exc}") from exc
-    if field.choices and value not in field.choices:
-        raise _bad(path, f"{field_name} is one of {', '.join(field.choices)}; not {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class Leaf:
-    field: str
-    op: str
-    value: Any
-
-
-@dataclass(frozen=True)
-class Node:
-    kind: str  # all, any, not
-    children: tuple[Rule, ...]
-
-
-Rule = Leaf | Node
-
-
-def _leaf(node: dict[str, Any], path: str) -> Leaf:
-    unknown = sorted(set(node) - {"field", "op", "value"})
-    if unknown:
-        raise _bad(f"{path}.{unknown[0]}", "unknown key; a condition has field, op and value")
-    for key in ("field", "op", "value"):
-        if key not in node:
-            raise _bad(f"{path}.{key}", "missing")
-    name, op, value = node["field"], node["op"], node["value"]
-    if not isinstance(name, str) or name not in FIELDS:
-        raise _bad(f"{path}.field", f"unknown field {name!r}; known: {', '.join(FIELDS)}")
-    if not isinstance(op, str) or op not in OPS:
-        raise _bad(f"{path}.op", f"unknown op {op!r}; known: {', '.join(OPS)}")
-    field = FIELDS[name]
-    where = f"{path}.value"
-    if op == "is_null":
-        if not isinstance(value, bool):
-            raise _bad(where, "is_null takes true or false")
-        return Leaf(name, op, value)
-    if op in ORDERED_OPS and field.kind in (TEXT, BOOLEAN):
-        raise _bad(f"{path}.op", f"{op} does not apply to {name} ({field.kind}); use eq, ne or in")
-    if op == "in":
-        if not isinstance(value, list) or not value or len(value) > MAX_IN_VALUES:
-            raise _bad(where, f"in takes a list of 1 to {MAX_IN_VALUES} values")
-        return Leaf(name, op, tuple(_scalar(name, field, v, f"{where}[{i}]") for i, v in enumerate(value)))
-    if op == "between":
-        if not isinstance(value, list) or len(value) != 2:
-            raise _bad(where, "between takes [low, high]")
-        low, high = (_scalar(name, field, v, f"{where}[{i}]") for i, v in enumerate(value))
-        if low > high:
-            raise _bad(where, "between takes [low, high] with low ≤ high")
-        return Leaf(name, op, (low, high))
-    if value is None:
-        raise _bad(where, f"{op} needs a value; to match a missing value use is_null")
-    return Leaf(name, op, _scalar(name, field, value, where))
 
 
 def parse_rule(rule: Any, path: str = "rule") -> Rule:
-    """The rule checked and parsed; any mistake is a 422 naming where in the rule it is (`rule.all[2].op`)."""
-    leaves = 0
-
-    def walk(node: Any, at: str, depth: int) -> Rule:
-        nonlocal leaves
-        if depth > MAX_DEPTH:
-            raise _bad(at, f"rules nest at most {MAX_DEPTH} levels deep")
-        if not isinstance(node, dict):
-            raise _bad(at, "expected an object: all, any, not, or a condition {field, op, value}")
-        groups = [k for k in ("all", "any", "not") if k in node]
-        if not groups:
-            leaves += 1
-            if leaves > MAX_LEAVES:
-                raise _bad(at, f"a rule has at most {MAX_LEAVES} conditions")
-            return _leaf(node, at)
-        kind = groups[0]
-        if len(node) != 1:
-            extra = sorted(k for k in node if k != kind)[0]
-            raise _bad(f"{at}.{extra}", f"{kind} stands alone in its object")
-        inner = node[kind]
-        if kind == "not":
-            return Node(kind, (walk(inner, f"{at}.not", depth + 1),))
-        if not isinstance(inner, list) or not inner:
-            raise _bad(f"{at}.{kind}", f"{kind} takes a non-empty list of rules")
-        return Node(kind, tuple(walk(child, f"{at}.{kind}[{i}]", depth + 1) for i, child in enumerate(inner)))
-
-    return walk(rule, path, 1)
-
-
-# --- compilation ---------------------------------------------------------------------------------------------------
-
-_COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
-    "eq": lambda c, v: c == v,
-    "ne": lambda c, v: c != v,
-    "gt": lambda c, v: c > v,
-    "gte": lambda c, v: c >= v,
-    "lt": lambda c, v: c < v,
-    "lte": lambda c, v: c <= v,
-}
-
-
-def _tenure(leaf: Leaf, now: datetime) -> ColumnElement[bool]:
-    """tenure_days (whole days since the first activation) as bounds on first_activated_at:
-    tenure ≥ n ⇔ activated at or before now − n days; tenure ≤ n ⇔ activated after now − (n + 1) days."""
-    activated = M.first_activated_at
-
-    def at_least(n: int) -> ColumnElement[bool]:
-        return activated <= now - timedelta(days=n)
-
-    def at_most(n: int) -> ColumnElement[bool]:
-        return activated > now - timedelta(days=n + 1)
-
-    def equal(n: int) -> ColumnElement[bool]:
-        return and_(at_least(n), at_most(n))
-
-    v = leaf.value
-    match leaf.op:
-        case "eq":
-            return equal(v)
-        case "ne":
-            return and_(activated.is_not(None), not_(equal(v)))
-        case "gt":
-            return at_least(v + 1)
-        case "gte":
-            return at_least(v)
-        case "lt":
-            return at_most(v - 1)
-        case "lte":
-            return at_most(v)
-        case "in":
-            return or_(*(equal(n) for n in v))
-        case _:
-            return and_(at_least(v[0]), at_most(v[1]))
-
-
-def _compile_leaf(leaf: Leaf, now: datetime) -> ColumnElement[bool]:
-    column = FIELDS[leaf.field].column
-    if leaf.op == "is_null":
-        return column.is_(None) if leaf.value else column.is_not(None)
-    if leaf.field == TENURE:
-        return _tenure(leaf, now)
-    if leaf.op == "in":
-        return column.in_(leaf.value)
-    if leaf.op == "between":
-        return column.between(*leaf.value)
-    return _COMPARE[leaf.op](column, leaf.value)
+    """The rule checked against the customer's fields; any mistake is a 422 naming where in the rule it is."""
+    return rules.parse_rule(rule, FIELDS, path)
 
 
 def compile_rule(rule: Rule, now: datetime) -> ColumnElement[bool]:
-    """The rule as one WHERE over customer LEFT JOIN customer_metrics. A comparison never matches a missing
-    value (SQL's NULL), not even under `not`; `is_null` asks for one."""
-    if isinstance(rule, Leaf):
-        return _compile_leaf(rule, now)
-    parts = [compile_rule(child, now) for child in rule.children]
-    if rule.kind == "all":
-        return and_(*parts)
-    if rule.kind == "any":
-        return or_(*parts)
-    return not_(parts[0])
+    """The rule as one WHERE over customer LEFT JOIN customer_metrics."""
+    return rules.compile_rule(rule, FIELDS, now)
 
 
 def eligible() -> ColumnElement[bool]:
