@@ -1,5 +1,5 @@
-"""The running system for the journeys: broker, billing-adapter, customer, ticketing, churn and gateway on
-loopback."""
+"""The running system for the journeys: broker, billing-adapter, customer, ticketing, churn, campaign and gateway
+on loopback."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest_asyncio
 
 from crm_billing_adapter.app import create_app as billing_adapter_app
 from crm_billing_adapter.settings import Settings as BillingAdapterSettings
+from crm_campaign.app import create_app as campaign_app
+from crm_campaign.settings import Settings as CampaignSettings
 from crm_churn.app import create_app as churn_app
 from crm_churn.settings import Settings as ChurnSettings
 from crm_customer.app import create_app as customer_app
@@ -46,10 +48,12 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
     adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), kafka=kafka, log_json=False)
     ticketing = TicketingSettings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False)
     churn = ChurnSettings(database_url=await database_url("churn"), kafka=kafka, log_json=False, batch_score_hour=None)
+    campaign = CampaignSettings(database_url=await database_url("campaign"), kafka=kafka, log_json=False)
     async with contextlib.AsyncExitStack() as stack:
         adapter_url = await stack.enter_async_context(serve(billing_adapter_app(adapter)))
         ticketing_url = await stack.enter_async_context(serve(ticketing_app(ticketing)))
         churn_url = await stack.enter_async_context(serve(churn_app(churn)))
+        campaign_url = await stack.enter_async_context(serve(campaign_app(campaign)))
         gateway_url = await stack.enter_async_context(
             serve(
                 gateway_app(
@@ -58,6 +62,7 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
                         billing_adapter_url=adapter_url,
                         ticketing_url=ticketing_url,
                         churn_url=churn_url,
+                        campaign_url=campaign_url,
                         log_json=False,
                     )
                 )

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from crm_billing_adapter.app import create_app as billing_adapter_app
+from crm_campaign.app import create_app as campaign_app
 from crm_churn.app import create_app as churn_app
 from crm_customer.app import create_app as customer_app
 from crm_gateway.app import create_app as gateway_app
@@ -25,6 +26,7 @@ APPS: dict[str, Callable[[], FastAPI]] = {
     "billing-adapter": billing_adapter_app,
     "ticketing": ticketing_app,
     "churn": churn_app,
+    "campaign": campaign_app,
     "gateway": gateway_app,
 }
 

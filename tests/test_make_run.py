@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_path):
-    ports = {name: free_port() for name in ("KAFKA", "GATEWAY", "CUSTOMER", "BILLING_ADAPTER", "TICKETING", "CHURN")}
+    services = ("KAFKA", "GATEWAY", "CUSTOMER", "BILLING_ADAPTER", "TICKETING", "CHURN", "CAMPAIGN")
+    ports = {name: free_port() for name in services}
     env = {
         **os.environ,
         "CRM_DEV_VAR_DIR": str(tmp_path),
@@ -63,17 +64,19 @@ def test_the_dev_stack_serves_a_pushed_customer_and_stops_cleanly_on_ctrl_c(tmp_
         assert (tickets.status_code, tickets.json()) == (200, []), "the ticketing service answers through the gateway"
         scores = gateway.get("/churn/v1/scores")
         assert (scores.status_code, scores.json()) == (200, []), "the churn service answers through the gateway"
+        campaigns = gateway.get("/campaign/v1/campaigns", headers=bearer(roles=("marketer",)))
+        assert (campaigns.status_code, campaigns.json()) == (200, []), "the campaign service answers too"
     finally:
         stack.send_signal(signal.SIGINT)
         stack.wait(30)
     assert stack.returncode == 0, (tmp_path / "stack.out").read_text()
-    assert (
-        "stopped: broker, customer, billing-adapter, ticketing, churn, gateway" in (tmp_path / "stack.out").read_text()
-    )
+    stopped = "stopped: broker, customer, billing-adapter, ticketing, churn, campaign, gateway"
+    assert stopped in (tmp_path / "stack.out").read_text()
     assert not any(port_open("127.0.0.1", p) for p in ports.values()), "a process of the stack outlived Ctrl-C"
     assert (tmp_path / "customer.db").is_file()
     assert (tmp_path / "ticketing.db").is_file()
     assert (tmp_path / "churn.db").is_file()
+    assert (tmp_path / "campaign.db").is_file()
 
 
 def _idle(ports: dict[str, int]) -> bool:

@@ -78,6 +78,7 @@ class RouteTable:
                 Route("/tmf-api/customerManagement/v4/", "customer", s.customer_url, s.timeout_seconds),
                 Route("/tmf-api/troubleTicket/v4/", "ticketing", s.ticketing_url, s.timeout_seconds),
                 Route("/churn/v1/", "churn", s.churn_url, s.timeout_seconds),
+                Route("/campaign/v1/", "campaign", s.campaign_url, s.timeout_seconds),
                 *(
                     Route(prefix, "ticketing", s.ticketing_url, s.timeout_seconds)
                     for prefix in ("/api/v1/tickets", "/api/v1/queues", "/api/v1/knowledge")

@@ -12,6 +12,7 @@ class Settings(AppSettings):
     billing_adapter_url: str = "http://127.0.0.1:8002"
     ticketing_url: str = "http://127.0.0.1:8003"
     churn_url: str = "http://127.0.0.1:8004"
+    campaign_url: str = "http://127.0.0.1:8005"
     timeout_seconds: float = 10.0
     boss_timeout_seconds: float = 30.0
     boss_upload_timeout_seconds: float = 600.0

@@ -88,7 +88,14 @@ async def gw() -> AsyncIterator[Gateway]:
         serve(upstream("billing-adapter"), proxy_headers=False) as billing,
         serve(upstream("ticketing"), proxy_headers=False) as ticketing,
         serve(upstream("churn"), proxy_headers=False) as churn,
-        gateway(customer_url=customer, billing_adapter_url=billing, ticketing_url=ticketing, churn_url=churn) as client,
+        serve(upstream("campaign"), proxy_headers=False) as campaign,
+        gateway(
+            customer_url=customer,
+            billing_adapter_url=billing,
+            ticketing_url=ticketing,
+            churn_url=churn,
+            campaign_url=campaign,
+        ) as client,
     ):
         yield Gateway(client, customer, billing)
 
@@ -120,6 +127,7 @@ def assert_problem(r: httpx.Response, status: int, slug: str) -> dict:
         ("/tmf-api/troubleTicket/v4/hub", "ticketing"),
         ("/churn/v1/customers/C1/score", "churn"),
         ("/churn/v1/models", "churn"),
+        ("/campaign/v1/campaigns", "campaign"),
     ],
 )
 async def test_requests_are_routed_by_path_prefix(gw: Gateway, path: str, expected: str):
@@ -296,7 +304,7 @@ async def test_an_unknown_path_is_404_problem_json(gw: Gateway):
 async def test_ready_when_every_upstream_is_ready(gw: Gateway):
     r = await gw.client.get("/health/ready")
     assert r.status_code == 200, r.text
-    checks = {"customer": "up", "billing-adapter": "up", "ticketing": "up", "churn": "up"}
+    checks = {"customer": "up", "billing-adapter": "up", "ticketing": "up", "churn": "up", "campaign": "up"}
     assert r.json() == {"status": "ready", "checks": checks}
     assert (await gw.client.get("/health/live")).json() == {"status": "up"}
 
@@ -307,11 +315,13 @@ async def test_not_ready_when_an_upstream_is_down_then_ready_when_it_is_up():
         serve(upstream("customer")) as customer,
         serve(upstream("ticketing")) as ticketing,
         serve(upstream("churn")) as churn,
+        serve(upstream("campaign")) as campaign,
         gateway(
             customer_url=customer,
             billing_adapter_url=f"http://127.0.0.1:{port}",
             ticketing_url=ticketing,
             churn_url=churn,
+            campaign_url=campaign,
         ) as client,
     ):
         r = await client.get("/health/ready")

@@ -45,6 +45,7 @@ class DevStackSettings(BaseSettings):
     billing_adapter_port: int = 8002
     ticketing_port: int = 8003
     churn_port: int = 8004
+    campaign_port: int = 8005
     demo_customers: int = 50
     ready_timeout_seconds: float = 90.0
 
@@ -89,6 +90,12 @@ def stack(s: DevStackSettings) -> list[App]:
             {"CRM_CHURN_DATABASE_URL": sqlite("churn")},
         ),
         App(
+            "campaign",
+            "crm_campaign.app:create_app",
+            s.campaign_port,
+            {"CRM_CAMPAIGN_DATABASE_URL": sqlite("campaign")},
+        ),
+        App(
             "gateway",
             "crm_gateway.app:create_app",
             s.gateway_port,
@@ -97,6 +104,7 @@ def stack(s: DevStackSettings) -> list[App]:
                 "CRM_GATEWAY_BILLING_ADAPTER_URL": f"http://127.0.0.1:{s.billing_adapter_port}",
                 "CRM_GATEWAY_TICKETING_URL": f"http://127.0.0.1:{s.ticketing_port}",
                 "CRM_GATEWAY_CHURN_URL": f"http://127.0.0.1:{s.churn_port}",
+                "CRM_GATEWAY_CAMPAIGN_URL": f"http://127.0.0.1:{s.campaign_port}",
             },
         ),
     ]
@@ -187,7 +195,15 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
     logs.mkdir(parents=True, exist_ok=True)
     busy = [
         p
-        for p in (s.kafka_port, s.gateway_port, s.customer_port, s.billing_adapter_port, s.ticketing_port, s.churn_port)
+        for p in (
+            s.kafka_port,
+            s.gateway_port,
+            s.customer_port,
+            s.billing_adapter_port,
+            s.ticketing_port,
+            s.churn_port,
+            s.campaign_port,
+        )
         if port_open("127.0.0.1", p)
     ]
     if busy:
@@ -229,6 +245,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
             f"  billing svc    http://127.0.0.1:{s.billing_adapter_port}/docs\n"
             f"  ticketing svc  http://127.0.0.1:{s.ticketing_port}/docs\n"
             f"  churn svc      http://127.0.0.1:{s.churn_port}/docs   (train: uv run crm train)\n"
+            f"  campaign svc   http://127.0.0.1:{s.campaign_port}/docs\n"
             f"  metrics        http://127.0.0.1:<port>/metrics    logs: {logs}/\n"
             f"  credentials    a 12-hour dev token (agent, supervisor; pii:read) — or mint one: uv run crm-dev token\n"
             f"                 Authorization: Bearer {dev_token()}\n"

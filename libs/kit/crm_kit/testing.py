@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,12 +22,14 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from crm_kit.auth import issue_token
 from crm_kit.broker import EmbeddedBroker, free_port
 from crm_kit.errors import PROBLEM_BASE, PROBLEM_JSON
+from crm_kit.events import CloudEvent
 from crm_kit.settings import AuthSettings, KafkaSettings
 from crm_kit.signing import DEV_SECRET, DEV_SOURCE, signed_push
 
@@ -151,6 +153,43 @@ async def publish(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) 
             await producer.send_and_wait(topic, value, key=key.encode())
     finally:
         await producer.stop()
+
+
+async def taken(http: httpx.AsyncClient, service: str, topics: Collection[str]) -> float:
+    """Records of `topics` the service's consumers are done with — consumed (applied, duplicate, passed over) or
+    dead-lettered — from its /metrics. The counters live as long as the process: compare with a value read before."""
+    total = 0.0
+    wanted = {f"crm_{service}_events_consumed_total", f"crm_{service}_dlq_total"}
+    for family in text_string_to_metric_families((await http.get("/metrics")).text):
+        for sample in family.samples:
+            if sample.name in wanted and sample.labels.get("topic") in topics:
+                total += sample.value
+    return total
+
+
+async def deliver(
+    http: httpx.AsyncClient,
+    service: str,
+    bootstrap: str,
+    events: Sequence[CloudEvent],
+    topics: Collection[str],
+    timeout: float = 20,
+) -> None:
+    """Publish each event on its topic keyed by its subject, in order (batched), as its producer's relay would, and
+    return once the service (its /metrics at `http`) has taken every one of them."""
+    before = await taken(http, service, topics)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = [await producer.send(e.topic, e.to_json().encode(), key=(e.subject or "").encode()) for e in events]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+    async def done() -> bool | None:
+        return True if await taken(http, service, topics) >= before + len(events) else None
+
+    await eventually(done, timeout=timeout)
 
 
 TEST_TOKEN_TTL = timedelta(hours=6)

@@ -7,7 +7,6 @@ dead-lettered); `store` reads the feature store's tables."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -16,8 +15,6 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from crm_churn.app import create_app
@@ -27,7 +24,7 @@ from crm_churn.settings import Settings
 from crm_kit.db import Database
 from crm_kit.events import CloudEvent, Contracts, load_contracts, new_event, topic_of
 from crm_kit.settings import KafkaSettings
-from crm_kit.testing import eventually, serve
+from crm_kit.testing import deliver, eventually, serve
 
 SOURCES = {
     "billing": "/crm/billing-adapter/boss-dev",
@@ -69,38 +66,9 @@ class Churn:
         return event
 
     async def send(self, *events: CloudEvent) -> None:
-        """Publish each on its topic, keyed by its subject, in order (batched: a simulated history is hundreds of
-        records), and wait until the consumer has taken them all."""
-        before = await self.taken()
-        records = [(e.topic, e.subject or "", e.to_json().encode()) for e in events]
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        await producer.start()
-        try:
-            delivered = [await producer.send(topic, value, key=key.encode()) for topic, key, value in records]
-            await asyncio.gather(*delivered)
-        finally:
-            await producer.stop()
-        await self.wait_for(before + len(events))
-
-    async def wait_for(self, taken: float, timeout: float = 20) -> None:
-        async def done() -> float | None:
-            now = await self.taken()
-            return now if now >= taken else None
-
-        await eventually(done, timeout=timeout)
-
-    async def taken(self) -> float:
-        """Records of the consumed topics the consumer is done with: consumed (applied, duplicate, ignored) or
-        dead-lettered. The counters live as long as the test process: compare with a value read before."""
-        total = 0.0
-        for family in text_string_to_metric_families((await self.http.get("/metrics")).text):
-            for sample in family.samples:
-                if (
-                    sample.name in ("crm_churn_events_consumed_total", "crm_churn_dlq_total")
-                    and sample.labels.get("topic") in TOPICS
-                ):
-                    total += sample.value
-        return total
+        """Publish each on its topic, keyed by its subject, in order, and wait until the consumer has taken them
+        all."""
+        await deliver(self.http, "churn", self.bootstrap, events, TOPICS)
 
     async def ready(self) -> bool:
         return (await self.http.get("/health/ready")).status_code == 200

@@ -1,0 +1,1 @@
+"""Campaigns and retention (营销活动与维系): audiences, offers, control groups, contact policy, uplift."""

@@ -1,0 +1,137 @@
+"""Tables the campaign service owns: its own view of the customers it may contact (profile, tiers, segments,
+risk scores, consents, do-not-disturb, open complaints: all from events), and the campaigns with their offers,
+the treatment/control assignment of the audience, the contacts and the responses."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, MetaData, Numeric, String, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_kit.db import NAMING, UtcDateTime
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# --- the customers as the campaign service sees them (from customer.*, churn.score, ticketing.ticket) ---------------
+
+
+class Customer(Base):
+    """A customer an audience may hold: what its rules select on and what the contact policy checks."""
+
+    __tablename__ = "customer"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_type: Mapped[str | None] = mapped_column(String(16), doc="individual or organization (政企)")
+    region: Mapped[str | None] = mapped_column(String(16), index=True)
+    status: Mapped[str | None] = mapped_column(String(16), doc="active, suspended, terminated")
+    active_lines: Mapped[int | None] = mapped_column(Integer)
+    value_tier: Mapped[str | None] = mapped_column(String(16), index=True, doc="high, mid, low (价值分层)")
+    activity_tier: Mapped[str | None] = mapped_column(String(16))
+    lifecycle_stage: Mapped[str | None] = mapped_column(String(16))
+    churn_score: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    churn_band: Mapped[str | None] = mapped_column(String(8), index=True, doc="high, medium, low (离网风险)")
+    bad_debt_score: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    bad_debt_band: Mapped[str | None] = mapped_column(String(8))
+    dnd_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    dnd_until: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="do-not-disturb (免打扰) ends; None: until lifted"
+    )
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="erased (PIPL): never contacted again")
+    merged_into: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Consent(Base):
+    """The customer's word on a channel for a purpose (营销/服务通知), the latest given."""
+
+    __tablename__ = "consent"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SegmentMember(Base):
+    """Membership of the customer service's segments (客户群), as customer.segment tells it."""
+
+    __tablename__ = "segment_member"
+
+    segment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    segment_name: Mapped[str] = mapped_column(String(100))
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Complaint(Base):
+    """A complaint ticket (投诉) of the customer; open ones keep marketing away."""
+
+    __tablename__ = "complaint"
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    open: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- campaigns ---------------------------------------------------------------------------------------------------
+
+
+class Campaign(Base):
+    """A campaign (营销活动): draft → scheduled → running → completed, or cancelled on the way."""
+
+    __tablename__ = "campaign"
+    __table_args__ = (Index("ix_campaign_status_window", "status", "starts_at", "ends_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(String(1000))
+    objective: Mapped[str] = mapped_column(String(16), doc="retention, upsell, cross_sell, win_back, care")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    channels: Mapped[list[str]] = mapped_column(JSON, doc="in order of preference")
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON, doc="{segments: [...], rule: {...}}; empty: none yet")
+    holdout_share: Mapped[Decimal] = mapped_column(Numeric(4, 3), doc="the control group's share (对照组)")
+    priority: Mapped[int] = mapped_column(Integer, doc="higher wins a customer claimed by overlapping campaigns")
+    response_window_days: Mapped[int] = mapped_column(Integer, doc="a response counts this long after the contact")
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    launched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="completed or cancelled")
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class Offer(Base):
+    """What a campaign offers (优惠): its cost to the operator and the value it is expected to bring, and what in the
+    BOSS's events counts as taking it up."""
+
+    __tablename__ = "offer"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), doc="plan_upgrade, data_pack, discount, handset, loyalty_points")
+    cost_fen: Mapped[int] = mapped_column(BigInteger, doc="what one acceptance costs the operator")
+    expected_value_fen: Mapped[int] = mapped_column(BigInteger, doc="the revenue one acceptance is expected to bring")
+    plan_code: Mapped[str | None] = mapped_column(String(64), doc="plan_upgrade: the plan a plan change must reach")
+    min_recharge_fen: Mapped[int | None] = mapped_column(BigInteger, doc="a recharge of at least this takes it up")
+
+
+class Assignment(Base):
+    """Which group a customer of the audience is in (实验组/对照组): decided once, at launch, reproducibly."""
+
+    __tablename__ = "assignment"
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    group: Mapped[str] = mapped_column(String(16), doc="treatment or control")
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime)

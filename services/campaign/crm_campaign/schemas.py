@@ -1,0 +1,98 @@
+"""The campaign API's shapes: campaigns with their offers and audience, the audience preview, lifecycle actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from crm_kit.shapes import Strict, ZonedTime
+
+Objective = Literal["retention", "upsell", "cross_sell", "win_back", "care"]
+Channel = Literal["sms", "email", "push", "outbound_call"]
+OfferKind = Literal["plan_upgrade", "data_pack", "discount", "handset", "loyalty_points"]
+Status = Literal["draft", "scheduled", "running", "completed", "cancelled"]
+Code = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class OfferIn(Strict):
+    code: str = Code
+    name: str = Field(min_length=1, max_length=200)
+    kind: OfferKind = Field(description="升档, 流量包, 折扣, 终端, 积分")
+    cost_fen: int = Field(ge=0, le=10**10, description="What one acceptance costs the operator, in fen")
+    expected_value_fen: int = Field(ge=0, le=10**10, description="Revenue one acceptance is expected to bring, in fen")
+    plan_code: str | None = Field(
+        None, min_length=1, max_length=64, description="plan_upgrade: the plan a plan change must reach to count"
+    )
+    min_recharge_fen: int | None = Field(None, gt=0, description="A recharge of at least this counts as taking it up")
+
+
+class OfferOut(BaseModel):
+    id: str
+    code: str
+    name: str
+    kind: OfferKind
+    cost_fen: int
+    expected_value_fen: int
+    plan_code: str | None
+    min_recharge_fen: int | None
+
+
+class AudienceIn(Strict):
+    segments: list[str] = Field(default_factory=list, description="Members of any of these segments (客户群)")
+    rule: dict[str, Any] | None = Field(None, description="And matching this rule (the kit's rule language)")
+
+
+class CampaignIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=1000)
+    objective: Objective = Field(description="retention 维系, upsell 升档, cross_sell 交叉, win_back 挽回, care 关怀")
+    channels: list[Channel] = Field(min_length=1, max_length=4, description="In order of preference")
+    audience: AudienceIn | None = None
+    offers: list[OfferIn] = Field(default_factory=list, max_length=10)
+    holdout_share: Decimal | None = Field(
+        None, ge=0, le=Decimal("0.5"), decimal_places=3, description="Control group share (对照组)"
+    )
+    priority: int = Field(50, ge=0, le=100, description="Higher wins a customer claimed by overlapping campaigns")
+    response_window_days: int | None = Field(None, ge=1, le=180)
+    starts_at: ZonedTime
+    ends_at: ZonedTime
+
+
+class CampaignOut(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    objective: Objective
+    purpose: Literal["marketing", "service"]
+    status: Status
+    channels: list[Channel]
+    audience: dict[str, Any]
+    offers: list[OfferOut]
+    holdout_share: Decimal
+    priority: int
+    response_window_days: int
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    scheduled_at: datetime | None
+    launched_at: datetime | None
+    finished_at: datetime | None
+    cancel_reason: str | None
+    treatment: int = Field(description="Customers assigned to treatment at launch")
+    control: int = Field(description="Customers held out as control at launch")
+
+
+class PreviewOut(BaseModel):
+    count: int = Field(description="Customers the audience holds now")
+    treatment: int
+    control: int
+    sample: list[str] = Field(description="The first customer ids, for a look")
+
+
+class CancelIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
