@@ -135,3 +135,43 @@ class Assignment(Base):
     customer_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     group: Mapped[str] = mapped_column(String(16), doc="treatment or control")
     assigned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Contact(Base):
+    """One planned contact (触达) of a treatment customer: sent on a channel, deferred to a later moment (quiet
+    hours), or suppressed with the policy's reason. One per campaign and customer: a dispatch run that stops half-way
+    resumes where it was, and a second run sends nobody twice."""
+
+    __tablename__ = "contact"
+    __table_args__ = (
+        Index("uq_contact_campaign_customer", "campaign_id", "customer_id", unique=True),
+        Index("ix_contact_customer_sent", "customer_id", "sent_at"),
+        Index("ix_contact_campaign_status", "campaign_id", "status", "not_before"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    customer_id: Mapped[str] = mapped_column(String(64))
+    offer_id: Mapped[str | None] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(16), doc="marketing or service: what the frequency cap counts")
+    channel: Mapped[str | None] = mapped_column(String(16), doc="the channel it went (or will go) on")
+    status: Mapped[str] = mapped_column(String(16), doc="sent, deferred or suppressed")
+    reason: Mapped[str | None] = mapped_column(String(32), doc="why it was suppressed or deferred")
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="deferred: when it may go")
+    planned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class OutboundMessage(Base):
+    """What a channel would send (短信/外呼任务…): the default channel adapter's record, for the channel gateway (an
+    SMS platform, the outbound call centre) to pick up."""
+
+    __tablename__ = "outbound_message"
+
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), index=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    offer_code: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

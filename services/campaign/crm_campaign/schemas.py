@@ -96,3 +96,15 @@ class PreviewOut(BaseModel):
 
 class CancelIn(Strict):
     reason: str = Field(min_length=1, max_length=500)
+
+
+class DispatchOut(BaseModel):
+    sent: int
+    deferred: int = Field(description="Held back by quiet hours; they go when the night ends")
+    suppressed: dict[str, int] = Field(description="By the contact policy's reason")
+
+
+class ContactsOut(BaseModel):
+    sent: dict[str, int] = Field(description="By channel")
+    deferred: int
+    suppressed: dict[str, int] = Field(description="By reason: no_consent, do_not_disturb, frequency_cap, …")

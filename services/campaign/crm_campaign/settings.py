@@ -1,5 +1,6 @@
 """campaign service settings (`CRM_CAMPAIGN_*`)."""
 
+from datetime import time
 from decimal import Decimal
 
 from pydantic import Field
@@ -18,4 +19,17 @@ class Settings(ServiceSettings):
     )
     default_response_window_days: int = Field(
         30, ge=1, le=180, description="How long after a contact a response counts, unless the campaign sets it"
+    )
+    quiet_start: time = Field(time(21, 0), description="No SMS, push or outbound call from (Shanghai wall clock)")
+    quiet_end: time = Field(time(8, 0), description="… until (the contacts held back go then)")
+    weekly_marketing_cap: int = Field(2, ge=0, description="Marketing contacts per customer in 7 days, all campaigns")
+    exclude_open_complaints: bool = Field(True, description="No marketing to a customer with an open complaint")
+    dispatch_seconds: float = Field(
+        30,
+        gt=0,
+        description="How often due campaigns are launched, running ones dispatched, ended ones closed",
+    )
+    dispatch_batch_size: int = Field(1000, ge=1, le=20_000, description="Contacts decided per transaction")
+    dispatch_rate_per_second: float | None = Field(
+        200, gt=0, description="The most contacts a campaign sends a second (None: as fast as the database goes)"
     )

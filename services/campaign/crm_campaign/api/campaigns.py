@@ -10,13 +10,23 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import func, select
 
 from crm_campaign.api.access import Now, Reader, Runner
-from crm_campaign.domain import audiences, campaigns
-from crm_campaign.models import Assignment, Campaign, Offer
-from crm_campaign.schemas import CampaignIn, CampaignOut, CancelIn, OfferOut, PreviewOut, Status
+from crm_campaign.domain import audiences, campaigns, dispatch
+from crm_campaign.domain.policy import purpose_for
+from crm_campaign.models import Assignment, Campaign, Contact, Offer
+from crm_campaign.schemas import (
+    CampaignIn,
+    CampaignOut,
+    CancelIn,
+    ContactsOut,
+    DispatchOut,
+    OfferOut,
+    PreviewOut,
+    Status,
+)
 from crm_campaign.settings import Settings
-from crm_kit.errors import InvalidInput
+from crm_kit.errors import Conflict, InvalidInput
 from crm_kit.presentation import JSONResponse
-from crm_kit.service import DbSession
+from crm_kit.service import DbSession, RuntimeDep
 
 router = APIRouter(prefix="/campaign/v1", tags=["Campaigns"], responses={401: {}, 403: {}})
 SHARE_PLACES = Decimal("0.001")
@@ -43,7 +53,7 @@ async def _shape(session: DbSession, campaign: Campaign) -> CampaignOut:
         name=campaign.name,
         description=campaign.description,
         objective=campaign.objective,  # type: ignore[arg-type]
-        purpose=campaigns.purpose(campaign.objective),  # type: ignore[arg-type]
+        purpose=purpose_for(campaign.objective),  # type: ignore[arg-type]
         status=campaign.status,  # type: ignore[arg-type]
         channels=campaign.channels,  # type: ignore[arg-type]
         audience=campaign.audience,
@@ -210,3 +220,54 @@ async def cancel_campaign(
     campaign = await campaigns.get(session, campaign_id)
     campaigns.cancel(campaign, body.reason, now)
     return await _answer(session, campaign)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/dispatch",
+    summary="Contact the running campaign's due treatment customers now (the calendar also does, every half minute)",
+    response_model=DispatchOut,
+    responses={404: {}, 409: {}},
+)
+async def dispatch_now(campaign_id: CampaignId, request: Request, rt: RuntimeDep, now: Now, _: Runner) -> JSONResponse:
+    async with rt.db.sessions() as session:
+        campaign = await campaigns.get(session, campaign_id)
+    if campaign.status != campaigns.RUNNING:
+        raise Conflict(
+            f"Campaign {campaign_id} is {campaign.status}: only a running campaign dispatches", field="status"
+        )
+    settings = _settings(request)
+    done = await dispatch.dispatch(
+        rt.db,
+        campaign_id,
+        dispatch.OutboxChannel(rt.contracts),
+        request.app.state.contact_policy,
+        now,
+        batch_size=settings.dispatch_batch_size,
+        rate_per_second=settings.dispatch_rate_per_second,
+    )
+    body = DispatchOut(sent=done.sent, deferred=done.deferred, suppressed=done.suppressed)
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+@router.get(
+    "/campaigns/{campaign_id}/contacts",
+    summary="The campaign's contacts so far: sent by channel, deferred, suppressed by reason",
+    response_model=ContactsOut,
+    responses={404: {}},
+)
+async def contacts_of(campaign_id: CampaignId, session: DbSession, _: Reader) -> JSONResponse:
+    await campaigns.get(session, campaign_id)
+    rows = await session.execute(
+        select(Contact.status, Contact.channel, Contact.reason, func.count())
+        .where(Contact.campaign_id == campaign_id)
+        .group_by(Contact.status, Contact.channel, Contact.reason)
+    )
+    out = ContactsOut(sent={}, deferred=0, suppressed={})
+    for status, channel, reason, n in rows.all():
+        if status == dispatch.SENT:
+            out.sent[channel] = out.sent.get(channel, 0) + n
+        elif status == dispatch.DEFERRED:
+            out.deferred += n
+        else:
+            out.suppressed[reason] = out.suppressed.get(reason, 0) + n
+    return JSONResponse(out.model_dump(mode="json"))

@@ -19,18 +19,9 @@ from crm_campaign.models import Assignment, Campaign, Offer
 from crm_kit.db import insert_many
 from crm_kit.errors import Conflict, InvalidInput, NotFound
 
-OBJECTIVES = ("retention", "upsell", "cross_sell", "win_back", "care")
-"""维系, 升档, 交叉销售, 挽回, 关怀."""
-CHANNELS = ("sms", "email", "push", "outbound_call")
-OFFER_KINDS = ("plan_upgrade", "data_pack", "discount", "handset", "loyalty_points")
 DRAFT, SCHEDULED, RUNNING, COMPLETED, CANCELLED = "draft", "scheduled", "running", "completed", "cancelled"
 LIVE = (SCHEDULED, RUNNING)
 TREATMENT, CONTROL = "treatment", "control"
-
-
-def purpose(objective: str) -> str:
-    """Care messages go under the service contract (服务通知); everything else is marketing (营销)."""
-    return "service" if objective == "care" else "marketing"
 
 
 def new_id(prefix: str) -> str:

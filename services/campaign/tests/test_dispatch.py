@@ -1,0 +1,206 @@
+"""Dispatch through the API and the bus: every treatment customer gets one contact row — sent on the first channel
+the contact policy allows (and published on campaign.contact), deferred past quiet hours, or suppressed with the
+reason — once, however often dispatch runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from crm_campaign.models import Contact, OutboundMessage
+from crm_kit.db import Database
+from crm_kit.events import CloudEvent
+from crm_kit.presentation import SHANGHAI
+from crm_kit.testing import assert_problem, read_topic
+
+from .conftest import Campaigns
+
+CAMPAIGNS = "/campaign/v1/campaigns"
+OFFER = {
+    "code": "PACK-10G",
+    "name": "10GB 流量包 5折",
+    "kind": "data_pack",
+    "cost_fen": 500,
+    "expected_value_fen": 1500,
+}
+
+
+def consent(c: Campaigns, cid: str, channel: str, granted: bool = True) -> CloudEvent:
+    return c.event(
+        "customer.profile.consent_changed.v1",
+        customer_id=cid,
+        channel=channel,
+        purpose="marketing",
+        granted=granted,
+        do_not_disturb={"enabled": False, "until": None},
+    )
+
+
+async def people(c: Campaigns) -> None:
+    """C1 and C5 consent to calls and texts, C2 to nothing, C3 to texts but is on do-not-disturb, C4 consents but
+    has an open complaint; all in segment SEG-X."""
+    events = []
+    for n in range(1, 6):
+        cid = f"C{n}"
+        events.append(c.event("customer.profile.created.v1", customer_id=cid))
+        events.append(
+            c.event("customer.segment.membership_changed.v1", customer_id=cid, segment_id="SEG-X", change="joined")
+        )
+    events += [consent(c, cid, ch) for cid in ("C1", "C4", "C5") for ch in ("outbound_call", "sms")]
+    events.append(consent(c, "C3", "sms"))
+    events.append(
+        c.event(
+            "customer.profile.dnd_changed.v1",
+            customer_id="C3",
+            enabled=True,
+            until="2027-06-30T00:00:00+08:00",
+            recorded_at="2026-11-20T10:00:00+08:00",
+        )
+    )
+    events.append(c.event("ticketing.ticket.created.v1", customer_id="C4", ticket_id="TT-C4"))
+    await c.send(*events)
+
+
+async def running(c: Campaigns, name: str, **changes: Any) -> str:
+    """A campaign on SEG-X with no control group, launched at the clock's now."""
+    body = {
+        "name": name,
+        "objective": "upsell",
+        "channels": ["outbound_call", "sms"],
+        "audience": {"segments": ["SEG-X"]},
+        "offers": [OFFER],
+        "holdout_share": "0",
+        "starts_at": c.clock.now.isoformat(),
+        "ends_at": (c.clock.now + timedelta(days=14)).isoformat(),
+        **changes,
+    }
+    r = await c.http.post(CAMPAIGNS, json=body)
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    for step in ("schedule", "launch"):
+        r = await c.http.post(f"{CAMPAIGNS}/{cid}/{step}")
+        assert r.status_code == 200, r.text
+    return cid  # type: ignore[no-any-return]
+
+
+async def contacts(c: Campaigns, campaign_id: str) -> dict[str, tuple[str, str | None, str | None]]:
+    db = Database(c.database_url)
+    try:
+        async with db.sessions() as session:
+            rows = await session.scalars(select(Contact).where(Contact.campaign_id == campaign_id))
+            return {r.customer_id: (r.status, r.channel, r.reason) for r in rows}
+    finally:
+        await db.dispose()
+
+
+async def test_each_customer_gets_the_first_channel_the_policy_allows_once(campaign: Campaigns) -> None:
+    await people(campaign)
+    campaign.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    cid = await running(campaign, "升档 A")
+
+    r = await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "sent": 2,
+        "deferred": 0,
+        "suppressed": {"no_consent": 1, "do_not_disturb": 1, "open_complaint": 1},
+    }
+    assert await contacts(campaign, cid) == {
+        "C1": ("sent", "outbound_call", None),
+        "C2": ("suppressed", "outbound_call", "no_consent"),
+        "C3": ("suppressed", "sms", "do_not_disturb"),
+        "C4": ("suppressed", "outbound_call", "open_complaint"),
+        "C5": ("sent", "outbound_call", None),
+    }, "the reason reported is the one that got furthest: C3 was asked about texts, and said do not disturb"
+
+    again = await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")
+    assert again.json() == {"sent": 0, "deferred": 0, "suppressed": {}}, "a second run sends nobody twice"
+
+    published = await read_topic(campaign.bootstrap, "campaign.contact", expect=2)
+    events = [CloudEvent.model_validate_json(rec.value or b"") for rec in published]
+    for event in events:
+        campaign.contracts.validate_event(event)
+    assert sorted((e.subject, e.data["channel"], e.data["offer_code"]) for e in events) == [
+        ("C1", "outbound_call", "PACK-10G"),
+        ("C5", "outbound_call", "PACK-10G"),
+    ]
+    summary = (await campaign.http.get(f"{CAMPAIGNS}/{cid}/contacts")).json()
+    assert summary == {
+        "sent": {"outbound_call": 2},
+        "deferred": 0,
+        "suppressed": {"no_consent": 1, "do_not_disturb": 1, "open_complaint": 1},
+    }
+
+
+async def test_quiet_hours_defer_a_text_to_the_morning(campaign: Campaigns) -> None:
+    await people(campaign)
+    campaign.clock.now = datetime(2026, 11, 23, 22, 30, tzinfo=SHANGHAI).astimezone(UTC)
+    cid = await running(campaign, "夜间短信", channels=["sms"])
+
+    r = await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")
+    assert (r.json()["sent"], r.json()["deferred"]) == (0, 2)
+    db = Database(campaign.database_url)
+    try:
+        async with db.sessions() as session:
+            deferred = list(await session.scalars(select(Contact).where(Contact.status == "deferred")))
+    finally:
+        await db.dispose()
+    assert {c.customer_id for c in deferred} == {"C1", "C5"}
+    assert {c.not_before for c in deferred} == {datetime(2026, 11, 24, 8, tzinfo=SHANGHAI).astimezone(UTC)}
+
+    campaign.clock.now = datetime(2026, 11, 24, 7, 59, tzinfo=SHANGHAI).astimezone(UTC)
+    assert (await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()["sent"] == 0
+    campaign.clock.now = datetime(2026, 11, 24, 8, 0, tzinfo=SHANGHAI).astimezone(UTC)
+    morning = await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")
+    assert (morning.json()["sent"], morning.json()["deferred"]) == (2, 0)
+
+    db = Database(campaign.database_url)
+    try:
+        async with db.sessions() as session:
+            outbound = list(await session.scalars(select(OutboundMessage).order_by(OutboundMessage.customer_id)))
+    finally:
+        await db.dispose()
+    assert [(m.customer_id, m.channel, m.offer_code) for m in outbound] == [
+        ("C1", "sms", "PACK-10G"),
+        ("C5", "sms", "PACK-10G"),
+    ]
+    assert "10GB 流量包" in outbound[0].text
+
+
+async def test_the_weekly_cap_counts_every_campaign_and_priority_decides_overlaps(campaign: Campaigns) -> None:
+    await people(campaign)
+    campaign.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    for name in ("第一周 A", "第一周 B"):
+        cid = await running(campaign, name)
+        assert (await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()["sent"] == 2
+        assert (await campaign.http.post(f"{CAMPAIGNS}/{cid}/complete")).status_code == 200
+        campaign.clock.now += timedelta(days=1)
+
+    third = await running(campaign, "第一周 C")
+    capped = (await campaign.http.post(f"{CAMPAIGNS}/{third}/dispatch")).json()
+    assert (capped["sent"], capped["suppressed"].get("frequency_cap")) == (0, 2)
+    assert (await campaign.http.post(f"{CAMPAIGNS}/{third}/complete")).status_code == 200
+
+    campaign.clock.now += timedelta(days=7)
+    high = await running(campaign, "高优先", priority=90)
+    low = await running(campaign, "低优先", priority=10)
+    outranked = (await campaign.http.post(f"{CAMPAIGNS}/{low}/dispatch")).json()
+    assert (outranked["sent"], outranked["suppressed"].get("outranked")) == (0, 5)
+    assert (await campaign.http.post(f"{CAMPAIGNS}/{high}/dispatch")).json()["sent"] == 2
+
+
+async def test_only_a_running_campaign_dispatches(campaign: Campaigns) -> None:
+    r = await campaign.http.post(
+        CAMPAIGNS,
+        json={
+            "name": "草稿",
+            "objective": "upsell",
+            "channels": ["sms"],
+            "starts_at": campaign.clock.now.isoformat(),
+            "ends_at": (campaign.clock.now + timedelta(days=1)).isoformat(),
+        },
+    )
+    assert_problem(await campaign.http.post(f"{CAMPAIGNS}/{r.json()['id']}/dispatch"), 409, "status")
+    assert_problem(await campaign.http.post(f"{CAMPAIGNS}/CMP-NONE/dispatch"), 404, "campaign_id")
