@@ -184,6 +184,7 @@ async def fed(system) -> None:
         pages = [(await view360(system.gateway, cid)).json() for cid in (ZHAO, QIAN, SUN)]
         return (
             pages[0]["billing"]["outstanding"]["fen"] == 32_800
+            and pages[0]["tiers"]["value_tier"] == "high"  # the customer's metrics, which segment rules read
             and pages[0]["usage_30d"]["voice_minutes"] == 42
             and pages[1]["billing"]["payment_status"] == "good"
             and pages[2]["billing"]["arpu"] is not None
@@ -434,7 +435,8 @@ async def test_a_marketer_previews_and_creates_a_segment_and_the_360_view_lists_
 
         r = await gateway.post(f"{SEGMENTS}/preview", json={"rule": rule}, headers=MARKETER)
         assert r.status_code == 200, r.text
-        assert r.json() == {"count": 1, "sample": [{"customer_id": ZHAO, "name": "赵*"}]}
+        tiers = (await view360(gateway, ZHAO)).json()["tiers"]
+        assert r.json() == {"count": 1, "sample": [{"customer_id": ZHAO, "name": "赵*"}]}, tiers
         wider = await gateway.post(
             f"{SEGMENTS}/preview", json={"rule": {"field": "region", "op": "eq", "value": "BJ"}}, headers=MARKETER
         )
