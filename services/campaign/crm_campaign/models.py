@@ -95,6 +95,9 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     channels: Mapped[list[str]] = mapped_column(JSON, doc="in order of preference")
     audience: Mapped[dict[str, Any]] = mapped_column(JSON, doc="{segments: [...], rule: {...}}; empty: none yet")
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="triggered (事件触发): {churn_band, value_tiers}; customers join as their churn band moves there"
+    )
     holdout_share: Mapped[Decimal] = mapped_column(Numeric(4, 3), doc="the control group's share (对照组)")
     priority: Mapped[int] = mapped_column(Integer, doc="higher wins a customer claimed by overlapping campaigns")
     response_window_days: Mapped[int] = mapped_column(Integer, doc="a response counts this long after the contact")

@@ -45,12 +45,22 @@ class AudienceIn(Strict):
     rule: dict[str, Any] | None = Field(None, description="And matching this rule (the kit's rule language)")
 
 
+class TriggerIn(Strict):
+    churn_band: Literal["high", "medium", "low"] = Field(description="Join as the churn band moves to this (离网风险)")
+    value_tiers: list[Literal["high", "mid", "low"]] = Field(
+        default_factory=list, description="Only customers of these value tiers (价值分层); empty: any"
+    )
+
+
 class CampaignIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(None, max_length=1000)
     objective: Objective = Field(description="retention 维系, upsell 升档, cross_sell 交叉, win_back 挽回, care 关怀")
     channels: list[Channel] = Field(min_length=1, max_length=4, description="In order of preference")
     audience: AudienceIn | None = None
+    trigger: TriggerIn | None = Field(
+        None, description="Triggered (事件触发): customers join while it runs, as the churn model moves them"
+    )
     offers: list[OfferIn] = Field(default_factory=list, max_length=10)
     holdout_share: Decimal | None = Field(
         None, ge=0, le=Decimal("0.5"), decimal_places=3, description="Control group share (对照组)"
@@ -70,6 +80,7 @@ class CampaignOut(BaseModel):
     status: Status
     channels: list[Channel]
     audience: dict[str, Any]
+    trigger: dict[str, Any] | None
     offers: list[OfferOut]
     holdout_share: Decimal
     priority: int

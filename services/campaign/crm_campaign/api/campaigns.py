@@ -57,6 +57,7 @@ async def _shape(session: DbSession, campaign: Campaign) -> CampaignOut:
         status=campaign.status,  # type: ignore[arg-type]
         channels=campaign.channels,  # type: ignore[arg-type]
         audience=campaign.audience,
+        trigger=campaign.trigger,
         offers=[
             OfferOut(
                 id=o.id,
@@ -105,6 +106,7 @@ async def create_campaign(
 ) -> JSONResponse:
     audience = body.audience.model_dump() if body.audience else {}
     audiences.parse(audience)
+    trigger = body.trigger.model_dump() if body.trigger else None
     campaigns.check_window(body.starts_at, body.ends_at)
     await campaigns.check_name_free(session, body.name)
     codes = [o.code for o in body.offers]
@@ -119,6 +121,7 @@ async def create_campaign(
         status=campaigns.DRAFT,
         channels=list(dict.fromkeys(body.channels)),
         audience=audience,
+        trigger=trigger,
         holdout_share=body.holdout_share if body.holdout_share is not None else Decimal(settings.default_holdout),
         priority=body.priority,
         response_window_days=body.response_window_days or settings.default_response_window_days,

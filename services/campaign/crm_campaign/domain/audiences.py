@@ -92,6 +92,11 @@ def members(audience: Audience, now: datetime) -> Select[tuple[str]]:
     return select(Customer.customer_id).where(selects(audience, now))
 
 
+async def holds(session: AsyncSession, audience: Audience, customer_id: str, now: datetime) -> bool:
+    found = await session.scalar(members(audience, now).where(Customer.customer_id == customer_id))
+    return found is not None
+
+
 async def count(session: AsyncSession, audience: Audience, now: datetime) -> int:
     return await session.scalar(select(func.count()).select_from(members(audience, now).subquery())) or 0
 

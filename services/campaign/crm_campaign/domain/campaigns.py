@@ -84,13 +84,14 @@ async def _overlapping(session: AsyncSession, campaign: Campaign, audience: audi
 async def schedule(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
     _must_be(campaign, DRAFT, to="scheduled")
     audience = audiences.parse(campaign.audience)
-    if audience.empty:
-        raise InvalidInput("audience: a campaign needs segments or a rule before it is scheduled", field="audience")
+    triggered = campaign.trigger is not None
+    if audience.empty and not triggered:
+        raise InvalidInput("audience: a campaign needs segments, a rule or a trigger to be scheduled", field="audience")
     if campaign.objective != "care" and not await offers_of(session, campaign.id):
         raise InvalidInput(f"offers: a {campaign.objective} campaign needs at least one offer", field="offers")
     if campaign.ends_at <= now:
         raise InvalidInput("ends_at: the campaign's window has already ended", field="ends_at")
-    if not await audiences.count(session, audience, now):
+    if not triggered and not await audiences.count(session, audience, now):
         raise InvalidInput("audience: it holds no customer now", field="audience")
     rival = await _overlapping(session, campaign, audience)
     if rival is not None:
@@ -104,10 +105,13 @@ async def schedule(session: AsyncSession, campaign: Campaign, now: datetime) -> 
 
 async def launch(session: AsyncSession, campaign: Campaign, now: datetime) -> tuple[int, int]:
     """Start it: its audience as of now split into treatment and control (对照组), each customer in one group for
-    good. (treatment, control) sizes."""
+    good; a triggered campaign starts empty and takes customers in as its trigger fires. (treatment, control)."""
     _must_be(campaign, SCHEDULED, to="launched")
     if now < campaign.starts_at:
         raise Conflict(f"Campaign {campaign.id} starts at {campaign.starts_at.isoformat()}", field="starts_at")
+    if campaign.trigger is not None:
+        campaign.status, campaign.launched_at, campaign.updated_at = RUNNING, now, now
+        return 0, 0
     audience = audiences.parse(campaign.audience)
     ids = list(await session.scalars(audiences.members(audience, now)))
     treatment, held_out = control.assign(campaign.id, ids, Decimal(campaign.holdout_share))

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_campaign.domain import triggers
 from crm_campaign.models import Complaint, Consent, Customer, SegmentMember
 from crm_kit.events import parse_rfc3339
 
@@ -124,10 +125,13 @@ async def _tier(session: AsyncSession, data: Mapping[str, Any]) -> None:
 
 
 async def _score(session: AsyncSession, data: Mapping[str, Any]) -> None:
-    row = await customer(session, data["customer_id"], _at(data, "occurred_at"))
+    at = _at(data, "occurred_at")
+    row = await customer(session, data["customer_id"], at)
     score = Decimal(str(data["score"]))
     if data["model_kind"] == "churn":
+        before = row.churn_band
         row.churn_score, row.churn_band = score, data["risk_band"]
+        await triggers.on_churn_band(session, row, before, at)
     else:
         row.bad_debt_score, row.bad_debt_band = score, data["risk_band"]
 
