@@ -12,6 +12,7 @@ from crm_campaign.domain import dispatch
 from crm_campaign.domain.policy import PolicySettings
 from crm_campaign.settings import Settings
 from crm_kit.db import utcnow
+from crm_kit.events import load_contracts
 from crm_kit.periodic import repeat
 from crm_kit.service import Runtime, create_service_app
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         migrations=Path(__file__).parent / "migrations",
         routers=[campaigns.router],
-        subscriptions=[events.subscription(settings.consumer_group)],
+        subscriptions=[events.subscription(load_contracts(settings.contracts_dir.resolve()), settings.consumer_group)],
         on_startup=start_jobs,
     )
     app.state.contact_policy = policy

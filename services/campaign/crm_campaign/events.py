@@ -4,27 +4,43 @@ in its own view of customers (`domain.projections`); and what it publishes: camp
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_campaign.domain import projections
-from crm_kit.consumer import Subscription
-from crm_kit.events import CloudEvent, new_event
+from crm_campaign.domain import attribution, projections
+from crm_kit.consumer import Handler, Subscription
+from crm_kit.events import CloudEvent, Contracts, new_event, parse_rfc3339
 
 if TYPE_CHECKING:
     from crm_campaign.domain.dispatch import Message
+    from crm_campaign.models import Contact
 
 SOURCE = "/crm/campaign"
 CONTACT_SENT = "campaign.contact.sent.v1"
+CONTACT_RESPONDED = "campaign.contact.responded.v1"
 
 
-async def on_event(session: AsyncSession, event: CloudEvent) -> None:
-    await projections.apply(session, event.type, event.data)
+def subscription(contracts: Contracts, group: str) -> Subscription:
+    """The view of customers from customer.*, churn.score and ticketing.ticket; responses from the BOSS's plan
+    changes and recharges, and churn (a customer left with no line open) from customer.profile."""
 
+    async def on_event(session: AsyncSession, event: CloudEvent) -> None:
+        await projections.apply(session, event.type, event.data)
+        if event.type == projections.PROFILE_UPDATED and event.data.get("active_lines") == 0:
+            at = parse_rfc3339(event.data["updated_at"])
+            await attribution.on_lines_gone(session, event.data["customer_id"], event.id, at)
 
-def subscription(group: str) -> Subscription:
-    return Subscription(group=group, handlers=dict.fromkeys(projections.CONSUMED, on_event))
+    async def on_billing(session: AsyncSession, event: CloudEvent) -> None:
+        at = parse_rfc3339(event.data["occurred_at"])
+        await attribution.on_billing(session, contracts, event.id, event.type, event.data, at)
+
+    handlers: dict[str, Handler] = {
+        **dict.fromkeys(projections.CONSUMED, on_event),
+        **dict.fromkeys(attribution.RESPONSE_EVENTS, on_billing),
+    }
+    return Subscription(group=group, handlers=handlers)
 
 
 def contact_sent(message: Message) -> CloudEvent:
@@ -44,5 +60,22 @@ def contact_sent(message: Message) -> CloudEvent:
             "channel": message.channel,
             "offer_code": message.offer.code if message.offer else None,
             "offer_name": message.offer.name if message.offer else None,
+        },
+    )
+
+
+def contact_responded(contact: Contact, response: str, at: datetime) -> CloudEvent:
+    """办理: the treated customer took the contact's offer up."""
+    return new_event(
+        CONTACT_RESPONDED,
+        source=SOURCE,
+        subject=contact.customer_id,
+        time=at,
+        data={
+            "contact_id": contact.id,
+            "customer_id": contact.customer_id,
+            "occurred_at": at.isoformat(),
+            "campaign_id": contact.campaign_id,
+            "response": response,
         },
     )

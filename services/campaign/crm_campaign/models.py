@@ -178,3 +178,23 @@ class OutboundMessage(Base):
     offer_code: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Response(Base):
+    """What a customer of a campaign's audience did within its window (响应): took up an offer (a plan change to the
+    offered plan, a recharge of at least the offer's amount), or, for retention, left (no line open). Counted the
+    same way in treatment and control, from the moment each was assigned, so their rates compare; one of each kind
+    per customer and campaign."""
+
+    __tablename__ = "response"
+    __table_args__ = (Index("uq_response_campaign_customer_kind", "campaign_id", "customer_id", "kind", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    group: Mapped[str] = mapped_column(String(16), doc="treatment or control")
+    kind: Mapped[str] = mapped_column(String(16), doc="accepted or churned")
+    offer_id: Mapped[str | None] = mapped_column(String(64))
+    value_fen: Mapped[int] = mapped_column(BigInteger, doc="accepted: the offer's expected value; churned: 0")
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    source_event_id: Mapped[str] = mapped_column(String(64))

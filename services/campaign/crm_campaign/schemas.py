@@ -119,3 +119,37 @@ class ContactsOut(BaseModel):
     sent: dict[str, int] = Field(description="By channel")
     deferred: int
     suppressed: dict[str, int] = Field(description="By reason: no_consent, do_not_disturb, frequency_cap, …")
+
+
+class GroupOut(BaseModel):
+    customers: int = Field(description="Assigned to the group")
+    contacted: int = Field(description="Sent a contact (control: never)")
+    responded: int = Field(description="Took an offer up within the window (响应)")
+    value_fen: int = Field(description="The responses at the offers' expected value")
+    churned: int = Field(description="Retention: left with no line open within 60 days of assignment")
+
+
+class UpliftOut(BaseModel):
+    treatment_rate: float
+    control_rate: float
+    uplift: float = Field(description="Treatment rate − control rate")
+    ci_low: float
+    ci_high: float
+    confidence: float
+    z: float | None
+    p_value: float | None = Field(description="Two-proportion score test")
+    significant: bool
+
+
+class ReportOut(BaseModel):
+    """活动效果评估: treatment against control."""
+
+    campaign_id: str
+    objective: Objective
+    treatment: GroupOut
+    control: GroupOut
+    response: UpliftOut | None = Field(description="None until both groups hold someone")
+    retention: UpliftOut | None = Field(description="Retention campaigns: churn rates (negative uplift = kept)")
+    incremental_revenue_fen: int | None
+    cost_fen: int = Field(description="The offers the treated took up, at their cost")
+    roi: Decimal | None = Field(description="(incremental revenue − cost) / cost")

@@ -17,14 +17,20 @@ import pytest_asyncio
 
 from crm_campaign.api.access import clock
 from crm_campaign.app import create_app
+from crm_campaign.domain.attribution import RESPONSE_EVENTS
 from crm_campaign.domain.projections import CONSUMED
 from crm_campaign.settings import Settings
 from crm_kit.events import CloudEvent, Contracts, load_contracts, new_event, topic_of
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, deliver, eventually, serve
 
-SOURCES = {"ticketing": "/crm/ticketing", "customer": "/crm/customer", "churn": "/crm/churn"}
-TOPICS = sorted({topic_of(t) for t in CONSUMED})
+SOURCES = {
+    "ticketing": "/crm/ticketing",
+    "customer": "/crm/customer",
+    "churn": "/crm/churn",
+    "billing": "/crm/billing-adapter/boss-dev",
+}
+TOPICS = sorted({topic_of(t) for t in (*CONSUMED, *RESPONSE_EVENTS)})
 MARKETER = bearer("mkt-01", roles=("marketer",))
 ANALYST = bearer("ana-01", roles=("analyst",))
 AGENT = bearer("agent-7", roles=("agent",))

@@ -3,6 +3,7 @@ complete or cancel."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import func, select
 
 from crm_campaign.api.access import Now, Reader, Runner
-from crm_campaign.domain import audiences, campaigns, dispatch
+from crm_campaign.domain import attribution, audiences, campaigns, dispatch, evaluation
 from crm_campaign.domain.policy import purpose_for
 from crm_campaign.models import Assignment, Campaign, Contact, Offer
 from crm_campaign.schemas import (
@@ -19,9 +20,12 @@ from crm_campaign.schemas import (
     CancelIn,
     ContactsOut,
     DispatchOut,
+    GroupOut,
     OfferOut,
     PreviewOut,
+    ReportOut,
     Status,
+    UpliftOut,
 )
 from crm_campaign.settings import Settings
 from crm_kit.errors import Conflict, InvalidInput
@@ -274,3 +278,30 @@ async def contacts_of(campaign_id: CampaignId, session: DbSession, _: Reader) ->
         else:
             out.suppressed[reason] = out.suppressed.get(reason, 0) + n
     return JSONResponse(out.model_dump(mode="json"))
+
+
+def _uplift(u: evaluation.Uplift | None) -> UpliftOut | None:
+    return None if u is None else UpliftOut(**dataclasses.asdict(u))
+
+
+@router.get(
+    "/campaigns/{campaign_id}/report",
+    summary="Treatment against control: response uplift with its interval and test, revenue, cost, ROI, churn",
+    response_model=ReportOut,
+    responses={404: {}},
+)
+async def campaign_report(campaign_id: CampaignId, session: DbSession, _: Reader) -> JSONResponse:
+    campaign = await campaigns.get(session, campaign_id)
+    found = await attribution.report(session, campaign)
+    body = ReportOut(
+        campaign_id=campaign.id,
+        objective=campaign.objective,  # type: ignore[arg-type]
+        treatment=GroupOut(**dataclasses.asdict(found.treatment)),
+        control=GroupOut(**dataclasses.asdict(found.control)),
+        response=_uplift(found.response),
+        retention=_uplift(found.retention),
+        incremental_revenue_fen=found.incremental_revenue_fen,
+        cost_fen=found.cost_fen,
+        roi=found.roi,
+    )
+    return JSONResponse(body.model_dump(mode="json"))

@@ -1,0 +1,145 @@
+"""Attribution and the report: plan changes and recharges from the BOSS credited to the campaigns whose audience
+the customer is in — treatment and control alike, within the window from their assignment — and the report's
+uplift, revenue, cost and ROI from them; for retention, customers left with no line open."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from crm_campaign.domain import control
+from crm_campaign.domain.evaluation import Proportions, incremental_revenue_fen, roi, uplift
+from crm_kit.events import CloudEvent
+from crm_kit.presentation import SHANGHAI
+from crm_kit.testing import read_topic
+
+from .conftest import Campaigns
+
+CAMPAIGNS = "/campaign/v1/campaigns"
+UPGRADE = {
+    "code": "UPG-199",
+    "name": "升档199 首月半价",
+    "kind": "plan_upgrade",
+    "cost_fen": 9_950,
+    "expected_value_fen": 84_000,
+    "plan_code": "5G-ULT-199",
+}
+CUSTOMERS = [f"C{n:03d}" for n in range(1, 41)]
+
+
+async def population(c: Campaigns) -> None:
+    events = []
+    for cid in CUSTOMERS:
+        events.append(c.event("customer.profile.created.v1", customer_id=cid))
+        events.append(
+            c.event("customer.segment.membership_changed.v1", customer_id=cid, segment_id="SEG-UP", change="joined")
+        )
+        events.append(
+            c.event(
+                "customer.profile.consent_changed.v1",
+                customer_id=cid,
+                channel="sms",
+                purpose="marketing",
+                granted=True,
+                do_not_disturb={"enabled": False, "until": None},
+            )
+        )
+    await c.send(*events)
+
+
+async def launched(c: Campaigns, **changes: Any) -> str:
+    body = {
+        "name": "升档活动",
+        "objective": "upsell",
+        "channels": ["sms"],
+        "audience": {"segments": ["SEG-UP"]},
+        "offers": [UPGRADE],
+        "holdout_share": "0.5",
+        "response_window_days": 30,
+        "starts_at": c.clock.now.isoformat(),
+        "ends_at": (c.clock.now + timedelta(days=60)).isoformat(),
+        **changes,
+    }
+    r = await c.http.post(CAMPAIGNS, json=body)
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    for step in ("schedule", "launch", "dispatch"):
+        assert (await c.http.post(f"{CAMPAIGNS}/{cid}/{step}")).status_code == 200
+    return cid  # type: ignore[no-any-return]
+
+
+def plan_change(c: Campaigns, cid: str, plan: str, days: int) -> CloudEvent:
+    at = (c.clock.now + timedelta(days=days)).isoformat()
+    return c.event(
+        "billing.subscription.plan_changed.v1",
+        customer_id=cid,
+        occurred_at=at,
+        plan={"code": plan, "name": plan, "monthly_fee_fen": 19_900},
+        boss_event_id=f"BOSS-PC-{cid}-{plan}-{days}",
+    )
+
+
+async def test_responses_in_both_groups_make_the_report(campaign: Campaigns) -> None:
+    c = campaign
+    c.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    await population(c)
+    cid = await launched(c)
+    treatment, held_out = control.assign(cid, CUSTOMERS, Decimal("0.5"))
+    takers = treatment[:6] + held_out[:2]
+
+    await c.send(
+        *(plan_change(c, who, "5G-ULT-199", 3) for who in takers),
+        plan_change(c, treatment[0], "5G-ULT-199", 4),  # a second take-up counts once
+        plan_change(c, treatment[6], "5G-ULT-99", 3),  # another plan is not the offer
+        plan_change(c, treatment[7], "5G-ULT-199", 31),  # after the 30-day window
+    )
+
+    report = (await c.http.get(f"{CAMPAIGNS}/{cid}/report")).json()
+    assert report["treatment"] == {
+        "customers": len(treatment),
+        "contacted": len(treatment),
+        "responded": 6,
+        "value_fen": 6 * 84_000,
+        "churned": 0,
+    }
+    assert report["control"] == {
+        "customers": len(held_out),
+        "contacted": 0,
+        "responded": 2,
+        "value_fen": 2 * 84_000,
+        "churned": 0,
+    }
+    expected = uplift(Proportions(len(treatment), 6, len(held_out), 2))
+    assert report["response"]["uplift"] == expected.uplift
+    assert (report["response"]["ci_low"], report["response"]["ci_high"]) == (expected.ci_low, expected.ci_high)
+    revenue = incremental_revenue_fen(len(treatment), 6 * 84_000, len(held_out), 2 * 84_000)
+    assert report["incremental_revenue_fen"] == revenue
+    assert report["cost_fen"] == 6 * 9_950, "only the treated took the offer at its cost"
+    assert Decimal(report["roi"]) == roi(revenue, 6 * 9_950)
+    assert report["retention"] is None
+
+    published = await read_topic(c.bootstrap, "campaign.contact", expect=len(treatment) + 6)
+    responded = [CloudEvent.model_validate_json(r.value or b"") for r in published]
+    responded = [e for e in responded if e.type == "campaign.contact.responded.v1"]
+    for event in responded:
+        c.contracts.validate_event(event)
+    assert sorted(e.subject for e in responded) == sorted(treatment[:6])
+
+
+async def test_a_retention_campaign_reports_churn_in_each_group(campaign: Campaigns) -> None:
+    c = campaign
+    c.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    await population(c)
+    cid = await launched(c, name="维系活动", objective="retention")
+    treatment, held_out = control.assign(cid, CUSTOMERS, Decimal("0.5"))
+
+    def gone(who: str, days: int) -> CloudEvent:
+        at = (c.clock.now + timedelta(days=days)).isoformat()
+        return c.event("customer.profile.updated.v1", customer_id=who, active_lines=0, total_lines=1, updated_at=at)
+
+    await c.send(gone(treatment[0], 10), *(gone(who, 20) for who in held_out[:4]), gone(treatment[1], 61))
+    report = (await c.http.get(f"{CAMPAIGNS}/{cid}/report")).json()
+    assert (report["treatment"]["churned"], report["control"]["churned"]) == (1, 4)
+    expected = uplift(Proportions(len(treatment), 1, len(held_out), 4))
+    assert report["retention"]["uplift"] == expected.uplift < 0, "fewer left in treatment"
