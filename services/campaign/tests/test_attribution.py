@@ -119,6 +119,11 @@ async def test_responses_in_both_groups_make_the_report(campaign: Campaigns) -> 
     assert Decimal(report["roi"]) == roi(revenue, 6 * 9_950)
     assert report["retention"] is None
 
+    page = await c.http.get(f"{CAMPAIGNS}/{cid}/report.html")
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.count("data:image/png;base64,") == 1, "the response chart, no churn chart for an upsell"
+    assert f"{expected.uplift:+.2%}" in page.text
+
     published = await read_topic(c.bootstrap, "campaign.contact", expect=len(treatment) + 6)
     responded = [CloudEvent.model_validate_json(r.value or b"") for r in published]
     responded = [e for e in responded if e.type == "campaign.contact.responded.v1"]
@@ -143,3 +148,5 @@ async def test_a_retention_campaign_reports_churn_in_each_group(campaign: Campai
     assert (report["treatment"]["churned"], report["control"]["churned"]) == (1, 4)
     expected = uplift(Proportions(len(treatment), 1, len(held_out), 4))
     assert report["retention"]["uplift"] == expected.uplift < 0, "fewer left in treatment"
+    page = (await c.http.get(f"{CAMPAIGNS}/{cid}/report.html")).text
+    assert page.count("data:image/png;base64,") == 2, "response and churn charts"

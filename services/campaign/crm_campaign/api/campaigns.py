@@ -8,10 +8,11 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 
 from crm_campaign.api.access import Now, Reader, Runner
-from crm_campaign.domain import attribution, audiences, campaigns, dispatch, evaluation
+from crm_campaign.domain import attribution, audiences, campaigns, dispatch, evaluation, report
 from crm_campaign.domain.policy import purpose_for
 from crm_campaign.models import Assignment, Campaign, Contact, Offer
 from crm_campaign.schemas import (
@@ -305,3 +306,14 @@ async def campaign_report(campaign_id: CampaignId, session: DbSession, _: Reader
         roi=found.roi,
     )
     return JSONResponse(body.model_dump(mode="json"))
+
+
+@router.get(
+    "/campaigns/{campaign_id}/report.html",
+    summary="The report as a page with its charts (活动效果评估报告): rates by group, the uplift and its interval",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}}, 404: {}},
+)
+async def campaign_report_page(campaign_id: CampaignId, session: DbSession, _: Reader) -> HTMLResponse:
+    campaign = await campaigns.get(session, campaign_id)
+    return HTMLResponse(report.render(campaign, await attribution.report(session, campaign)))
