@@ -8,7 +8,6 @@ of assignment has churned. One response of each kind per customer and campaign: 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,7 +59,7 @@ async def _record(
         return False
     session.add(
         Response(
-            id=f"RSP-{uuid.uuid4().hex[:12].upper()}",
+            id=campaigns.new_id("RSP"),
             campaign_id=assignment.campaign_id,
             customer_id=assignment.customer_id,
             group=assignment.group,
