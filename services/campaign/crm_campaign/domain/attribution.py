@@ -169,13 +169,13 @@ async def report(session: AsyncSession, campaign: Campaign) -> Report:
     comparable = treated.customers > 0 and held_out.customers > 0
     response = retention = revenue = roi = None
     if comparable:
-        response = evaluation.uplift(
-            Proportions(treated.customers, treated.responded, held_out.customers, held_out.responded)
+        card = evaluation.evaluate(
+            Proportions(treated.customers, treated.responded, held_out.customers, held_out.responded),
+            treated.value_fen,
+            held_out.value_fen,
+            cost_fen,
         )
-        revenue = evaluation.incremental_revenue_fen(
-            treated.customers, treated.value_fen, held_out.customers, held_out.value_fen
-        )
-        roi = evaluation.roi(revenue, cost_fen)
+        response, revenue, roi = card.response, card.incremental_revenue_fen, card.roi
         if campaign.objective == "retention":
             retention = evaluation.retention(
                 Proportions(treated.customers, treated.churned, held_out.customers, held_out.churned)

@@ -39,9 +39,9 @@ async def offers_of(session: AsyncSession, campaign_id: str) -> list[Offer]:
     return list(await session.scalars(select(Offer).where(Offer.campaign_id == campaign_id).order_by(Offer.code)))
 
 
-async def check_name_free(session: AsyncSession, name: str, but: str | None = None) -> None:
+async def check_name_free(session: AsyncSession, name: str) -> None:
     found = await session.scalar(select(Campaign.id).where(Campaign.name == name))
-    if found is not None and found != but:
+    if found is not None:
         raise Conflict(f"A campaign named {name!r} exists ({found})", field="name")
 
 
@@ -56,10 +56,6 @@ def _must_be(campaign: Campaign, *statuses: str, to: str) -> None:
             f"Campaign {campaign.id} is {campaign.status}: only a {' or '.join(statuses)} campaign can be {to}",
             field="status",
         )
-
-
-def check_editable(campaign: Campaign) -> None:
-    _must_be(campaign, DRAFT, to="changed")
 
 
 async def _overlapping(session: AsyncSession, campaign: Campaign, audience: audiences.Audience) -> Campaign | None:
@@ -103,15 +99,15 @@ async def schedule(session: AsyncSession, campaign: Campaign, now: datetime) -> 
     campaign.status, campaign.scheduled_at, campaign.updated_at = SCHEDULED, now, now
 
 
-async def launch(session: AsyncSession, campaign: Campaign, now: datetime) -> tuple[int, int]:
+async def launch(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
     """Start it: its audience as of now split into treatment and control (对照组), each customer in one group for
-    good; a triggered campaign starts empty and takes customers in as its trigger fires. (treatment, control)."""
+    good; a triggered campaign starts empty and takes customers in as its trigger fires."""
     _must_be(campaign, SCHEDULED, to="launched")
     if now < campaign.starts_at:
         raise Conflict(f"Campaign {campaign.id} starts at {campaign.starts_at.isoformat()}", field="starts_at")
     if campaign.trigger is not None:
         campaign.status, campaign.launched_at, campaign.updated_at = RUNNING, now, now
-        return 0, 0
+        return
     audience = audiences.parse(campaign.audience)
     ids = list(await session.scalars(audiences.members(audience, now)))
     treatment, held_out = control.assign(campaign.id, ids, Decimal(campaign.holdout_share))
@@ -119,7 +115,6 @@ async def launch(session: AsyncSession, campaign: Campaign, now: datetime) -> tu
     rows += [(campaign.id, cid, CONTROL, now) for cid in held_out]
     await insert_many(session, Assignment.__table__, ("campaign_id", "customer_id", "group", "assigned_at"), rows)
     campaign.status, campaign.launched_at, campaign.updated_at = RUNNING, now, now
-    return len(treatment), len(held_out)
 
 
 def complete(campaign: Campaign, now: datetime) -> None:
