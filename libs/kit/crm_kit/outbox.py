@@ -147,6 +147,7 @@ class OutboxRelay:
         self._published_upto = 0
         self._unmarked: tuple[int, int] | None = None
         self._marking: asyncio.Task[None] | None = None
+        self._stopping = False
         event.listen(db.session_class, "after_commit", self._after_commit)
 
     def _after_commit(self, session: Any) -> None:
@@ -155,6 +156,19 @@ class OutboxRelay:
 
     def detach(self) -> None:
         event.remove(self.db.session_class, "after_commit", self._after_commit)
+
+    async def stop(self, task: asyncio.Task[None], timeout: float = 5.0) -> None:
+        """Stop `task` (this relay's `run`) after the round it is in, cancelling it only if that takes longer than
+        `timeout`. A round cancelled between the broker's ack and the row's mark is sent again by the next relay,
+        so a planned stop lets it finish."""
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def close(self, timeout: float = 5.0) -> None:
         """After `run` has stopped: what was published, marked sent (within `timeout`), so that a restart does not
@@ -165,7 +179,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             self._wake.clear()  # before reading: a commit landing while we publish must wake the next round
             try:
                 sent = await self.publish_pending()
@@ -184,7 +198,7 @@ class OutboxRelay:
                 await self.bus.reset()
                 await asyncio.sleep(delay)
                 continue
-            if sent < self.batch_size:
+            if sent < self.batch_size and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 

@@ -52,7 +52,7 @@ async def _run(database_url: str, service: str, batch_size: int, poll_seconds: f
     task = asyncio.create_task(outbox.run(), name=f"{service}-outbox-relay")
     loop = asyncio.get_running_loop()
     for stop in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(stop, task.cancel)
+        loop.add_signal_handler(stop, lambda: asyncio.ensure_future(outbox.stop(task)))
     log.info("%s outbox relay started", service)
     try:
         with contextlib.suppress(asyncio.CancelledError):

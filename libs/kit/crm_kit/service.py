@@ -54,6 +54,7 @@ class Runtime:
     relay: OutboxRelay
     consumers: list[ConsumerRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    relay_task: asyncio.Task[None] | None = None
     topics_ready: bool = False
 
 
@@ -226,7 +227,7 @@ async def _prepare_bus(rt: Runtime) -> None:
 async def _start_background(rt: Runtime) -> None:
     await _prepare_bus(rt)
     if rt.settings.outbox_relay:
-        rt.tasks.append(asyncio.create_task(rt.relay.run(), name=f"{rt.name}-outbox-relay"))
+        rt.relay_task = asyncio.create_task(rt.relay.run(), name=f"{rt.name}-outbox-relay")
     for c in rt.consumers:
         rt.tasks.append(asyncio.create_task(c.run(), name=f"{rt.name}-consumer-{c.sub.group}"))
 
@@ -280,6 +281,8 @@ def create_service_app(
             for t in [starter, *rt.tasks]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            if rt.relay_task is not None:
+                await relay.stop(rt.relay_task)
             await relay.close()
             await bus.close()
             await db.dispose()

@@ -546,3 +546,34 @@ async def test_two_relays_on_postgresql_publish_each_row_once(bench: Bench):
     records = await read_topic(bench.bootstrap, TOPIC, expect=200)
     ids = [json.loads(r.value)["id"] for r in records]
     assert sorted(ids) == sorted(e.id for e in events)
+
+
+class WatchedRelay(OutboxRelay):
+    """A real relay that says when a round has begun."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_round = asyncio.Event()
+
+    async def publish_pending(self) -> int:
+        self.in_round.set()
+        return await super().publish_pending()
+
+
+async def test_a_relay_stopped_mid_round_finishes_it_so_its_successor_sends_nothing_twice(bench: Bench):
+    events = [profile(f"C{i}") for i in range(600)]
+    await bench.stage(*events)
+    first = WatchedRelay(bench.db, bench.bus, service_metrics(SERVICE), batch_size=200, poll_seconds=0.1)
+    task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.in_round.wait(), 10)
+    await first.stop(task)  # a planned shutdown arrives while the round is with the broker
+    await first.close()
+    assert task.done() and not task.cancelled(), "the round ran to its end instead of being cancelled"
+    assert len(await bench.pending()) < len(events), "the round in flight was published and marked sent"
+
+    bench.relay(batch_size=200)  # the next process
+    await eventually(lambda: _none_pending(bench), timeout=20)
+    records = await read_topic(bench.bootstrap, TOPIC, expect=len(events))
+    ids = Counter(json.loads(r.value)["id"] for r in records)
+    assert set(ids) == {e.id for e in events}
+    assert set(ids.values()) == {1}, "no event is on the topic twice"
