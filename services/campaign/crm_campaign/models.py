@@ -99,6 +99,9 @@ class Campaign(Base):
         JSON, doc="triggered (事件触发): {churn_band, value_tiers}; customers join as their churn band moves there"
     )
     holdout_share: Mapped[Decimal] = mapped_column(Numeric(4, 3), doc="the control group's share (对照组)")
+    holdout_key: Mapped[str] = mapped_column(
+        String(64), doc="what the control draw hashes with the customer: the campaign's id unless it names another"
+    )
     priority: Mapped[int] = mapped_column(Integer, doc="higher wins a customer claimed by overlapping campaigns")
     response_window_days: Mapped[int] = mapped_column(Integer, doc="a response counts this long after the contact")
     starts_at: Mapped[datetime] = mapped_column(UtcDateTime)

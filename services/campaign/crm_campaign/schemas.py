@@ -65,6 +65,14 @@ class CampaignIn(Strict):
     holdout_share: Decimal | None = Field(
         None, ge=0, le=Decimal("0.5"), decimal_places=3, description="Control group share (对照组)"
     )
+    holdout_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Campaigns with the same key and share hold out the same customers (a standing control group "
+        "across a programme's waves, 全局对照组); default: the campaign's own id",
+    )
     priority: int = Field(50, ge=0, le=100, description="Higher wins a customer claimed by overlapping campaigns")
     response_window_days: int | None = Field(None, ge=1, le=180)
     starts_at: ZonedTime
@@ -83,6 +91,7 @@ class CampaignOut(BaseModel):
     trigger: dict[str, Any] | None
     offers: list[OfferOut]
     holdout_share: Decimal
+    holdout_key: str
     priority: int
     response_window_days: int
     starts_at: datetime

@@ -159,6 +159,38 @@ async def test_a_campaign_is_scheduled_launched_split_and_completed(campaign: Ca
     assert listed.headers["X-Total-Count"] == "1"
 
 
+async def test_campaigns_naming_one_holdout_key_hold_out_the_same_customers(campaign: Campaigns) -> None:
+    await campaign.send(
+        *(campaign.event("customer.profile.created.v1", customer_id=f"W{n:03d}", region="GD") for n in range(1, 201))
+    )
+    everyone = {"rule": {"field": "region", "op": "eq", "value": "GD"}}
+    waves = []
+    for wave, key in (("一波", "PROG-GD-2026"), ("二波", "PROG-GD-2026"), ("三波", None)):
+        created = await create(
+            campaign, name=f"广东维系{wave}", audience=everyone, holdout_share="0.3", holdout_key=key
+        )
+        assert created["holdout_key"] == (key or created["id"])
+        assert (await campaign.http.post(f"{CAMPAIGNS}/{created['id']}/schedule")).status_code == 200
+        waves.append(created["id"])
+    campaign.clock.now += timedelta(days=2)
+    for cid in waves:
+        assert (await campaign.http.post(f"{CAMPAIGNS}/{cid}/launch")).status_code == 200
+    db = Database(campaign.database_url)
+    try:
+        async with db.sessions() as session:
+            rows = await session.execute(select(Assignment.campaign_id, Assignment.customer_id, Assignment.group))
+            held_out: dict[str, set[str]] = {cid: set() for cid in waves}
+            for campaign_id, customer_id, group in rows:
+                if group == "control":
+                    held_out[campaign_id].add(customer_id)
+    finally:
+        await db.dispose()
+    first, second, own = (held_out[cid] for cid in waves)
+    assert 30 <= len(first) <= 90, "about 30% of 200"
+    assert first == second, "one key, one standing control group"
+    assert first != own and len(first & own) < len(first), "a campaign's own key draws its own holdout"
+
+
 async def test_scheduling_refuses_what_cannot_run(campaign: Campaigns) -> None:
     await people(campaign)
     no_audience = await create(campaign, name="无人群", audience=None)

@@ -77,6 +77,7 @@ async def _shape(session: DbSession, campaign: Campaign) -> CampaignOut:
             for o in offers
         ],
         holdout_share=Decimal(campaign.holdout_share).quantize(SHARE_PLACES),
+        holdout_key=campaign.holdout_key,
         priority=campaign.priority,
         response_window_days=campaign.response_window_days,
         starts_at=campaign.starts_at,
@@ -118,8 +119,9 @@ async def create_campaign(
     if len(set(codes)) != len(codes):
         raise InvalidInput("offers: each offer of a campaign has its own code", field="offers")
     settings = _settings(request)
+    campaign_id = campaigns.new_id("CMP")
     campaign = Campaign(
-        id=campaigns.new_id("CMP"),
+        id=campaign_id,
         name=body.name,
         description=body.description,
         objective=body.objective,
@@ -128,6 +130,7 @@ async def create_campaign(
         audience=audience,
         trigger=trigger,
         holdout_share=body.holdout_share if body.holdout_share is not None else Decimal(settings.default_holdout),
+        holdout_key=body.holdout_key or campaign_id,
         priority=body.priority,
         response_window_days=body.response_window_days or settings.default_response_window_days,
         starts_at=body.starts_at,
@@ -174,7 +177,7 @@ async def get_campaign(campaign_id: CampaignId, session: DbSession, _: Reader) -
 async def preview_audience(campaign_id: CampaignId, session: DbSession, now: Now, _: Runner) -> JSONResponse:
     campaign = await campaigns.get(session, campaign_id)
     found = await audiences.preview(
-        session, campaign.id, audiences.parse(campaign.audience), Decimal(campaign.holdout_share), now
+        session, campaign.holdout_key, audiences.parse(campaign.audience), Decimal(campaign.holdout_share), now
     )
     body = PreviewOut(count=found.count, treatment=found.treatment, control=found.control, sample=found.sample)
     return JSONResponse(body.model_dump(mode="json"))

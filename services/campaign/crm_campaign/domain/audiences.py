@@ -110,10 +110,10 @@ class Preview:
 
 
 async def preview(
-    session: AsyncSession, campaign_id: str, audience: Audience, holdout: Decimal, now: datetime
+    session: AsyncSession, holdout_key: str, audience: Audience, holdout: Decimal, now: datetime
 ) -> Preview:
     """How many customers the audience holds now and how they would split (the split is the launch's own: the
     same customers land in the same groups), with the first few ids."""
     ids = list(await session.scalars(members(audience, now).order_by(Customer.customer_id)))
-    treatment, held_out = control.assign(campaign_id, ids, holdout)
+    treatment, held_out = control.assign(holdout_key, ids, holdout)
     return Preview(len(ids), len(treatment), len(held_out), ids[:SAMPLE_SIZE])

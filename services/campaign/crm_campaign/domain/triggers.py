@@ -62,7 +62,7 @@ async def on_churn_band(session: AsyncSession, customer: Customer, before: str |
         audience = audiences.parse(campaign.audience)
         if not audience.empty and not await audiences.holds(session, audience, customer.customer_id, at):
             continue
-        held_out = control.in_control(campaign.id, customer.customer_id, Decimal(campaign.holdout_share))
+        held_out = control.in_control(campaign.holdout_key, customer.customer_id, Decimal(campaign.holdout_share))
         session.add(
             Assignment(
                 campaign_id=campaign.id,
