@@ -457,6 +457,17 @@ SQLITE_ROWS_PER_STATEMENT_PARAMETERS = 30_000
 """Bound values per multi-row INSERT on SQLite (its limit is 32,766)."""
 
 
+def _refuse_raw_times(columns: tuple[str, ...], row: tuple[Any, ...]) -> None:
+    """SQLite keeps a datetime the driver is handed as its text, offset and all, and compares times as text: a
+    +08:00 time among UTC ones sorts wrong. Rows skip the column types that normalise them, so a time must come
+    as its column's driver value, or in `same`. The first row shows the shape of them all."""
+    for name, value in zip(columns, row, strict=True):
+        if isinstance(value, datetime):
+            raise TypeError(
+                f"insert_many: {name} is a datetime; pass it through its column type or in `same` (UtcDateTime)"
+            )
+
+
 async def insert_many(
     session: AsyncSession,
     table: Table,
@@ -481,6 +492,8 @@ async def insert_many(
         return []
     conn = await session.connection()
     dialect = conn.dialect
+    if dialect.name == "sqlite":
+        _refuse_raw_times(columns, rows[0])
     quote = dialect.identifier_preparer.quote
     constants = {}
     for name, value in (same or {}).items():

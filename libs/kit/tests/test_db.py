@@ -267,3 +267,16 @@ async def test_workers_starting_together_migrate_one_at_a_time(
                 assert await session.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
         finally:
             await db.dispose()
+
+
+async def test_insert_many_refuses_raw_times_that_sqlite_would_keep_with_their_offset(db: Database):
+    """On SQLite a +08:00 time written as the driver's text would compare wrong against UTC ones; rows must carry
+    times as their column's driver value (or share one in `same`)."""
+    at = datetime(2026, 10, 2, 22, 30, tzinfo=CST)
+    async with db.sessions.begin() as session:
+        if db.dialect == "sqlite":
+            with pytest.raises(TypeError, match="at is a datetime"):
+                await insert_many(session, stamped, ("key", "at"), [("k1", at)])
+        else:  # asyncpg binds the instant itself
+            await insert_many(session, stamped, ("key", "at"), [("k1", at)])
+            assert await session.scalar(select(stamped.c.at)) == at

@@ -111,9 +111,10 @@ async def launch(session: AsyncSession, campaign: Campaign, now: datetime) -> No
     audience = audiences.parse(campaign.audience)
     ids = list(await session.scalars(audiences.members(audience, now)))
     treatment, held_out = control.assign(campaign.holdout_key, ids, Decimal(campaign.holdout_share))
-    rows = [(campaign.id, cid, TREATMENT, now) for cid in treatment]
-    rows += [(campaign.id, cid, CONTROL, now) for cid in held_out]
-    await insert_many(session, Assignment.__table__, ("campaign_id", "customer_id", "group", "assigned_at"), rows)
+    rows = [(campaign.id, cid, TREATMENT) for cid in treatment]
+    rows += [(campaign.id, cid, CONTROL) for cid in held_out]
+    columns = ("campaign_id", "customer_id", "group")
+    await insert_many(session, Assignment.__table__, columns, rows, same={"assigned_at": now})
     campaign.status, campaign.launched_at, campaign.updated_at = RUNNING, now, now
 
 
