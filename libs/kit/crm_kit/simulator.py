@@ -26,6 +26,12 @@ The generating process, which a churn model has to rediscover:
   N(0, CHURN_NOISE²)), unresolved complaints among the drivers; a churner leaves on a random day: every line
   `ported_out` (to the operator with the offer, likelier while one runs) or `terminated`. `churn_truth()` gives each
   customer's drivers and hazard per month, and its tickets as they really went.
+
+After the run, `open_lines` says who is still here; `churn_score_events()` scores them as the churn service would
+publish (churn.score.computed.v1, with the truth's 60-day churn probability), and `offer_responses()` is the market's
+answer to a campaign (营销活动): which eligible customers move a line to an offered plan (升档) within the window, on
+their own at a base rate and, among the contacted, at base rate + lift — a known effect a campaign's measured uplift
+can be checked against.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ import heapq
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -319,6 +327,18 @@ class CustomerTruth:
     bad_debt: bool = False  # a bill reached 90 days overdue (委外催收) or a prepaid line was closed in arrears
     months: list[MonthTruth] = field(default_factory=list)
     complaints: list[Complaint] = field(default_factory=list)  # in the order raised, ticket number k = index + 1
+
+
+@dataclass(frozen=True, slots=True)
+class LineAtEnd:
+    """A line still open when the simulation ends (barred ones included): what a plan change on it must name."""
+
+    customer_id: str
+    account_id: str
+    subscription_id: str
+    msisdn: str
+    plan: Plan
+    organisation: bool  # the customer is an organisation (政企)
 
 
 def _sigmoid(x: float) -> float:
@@ -1474,6 +1494,9 @@ class Simulation:
     of the last month, customer after customer, each customer's in time order; a customer's are there once its
     records have all been yielded. With `usage=False` the daily usage records are not built (everything else, the
     truth and the tickets, is the same): what a quick look at churn needs.
+
+    `open_lines` gives, per customer id, the lines still open at the end, in line order (customers with none are
+    absent): who a score or a campaign can still reach.
     """
 
     def __init__(self, population: Population, *, usage: bool = True) -> None:
@@ -1481,17 +1504,42 @@ class Simulation:
         self.usage = usage
         self.calendar = _calendar(population)
         self.market = _Market(population.seed, population.months)
+        self.end = _midnight(self.calendar[-1].next_first)  # the simulation's end, China Standard Time
         self.truth: dict[str, CustomerTruth] = {}
         self.tickets: list[dict[str, Any]] = []
+        self.open_lines: dict[str, list[LineAtEnd]] = {}
+        self._fresh_hazard: dict[str, float] = {}  # joiners of the last month, who had no churn draw
+        self._ended = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        end = _midnight(self.calendar[-1].next_first)
         for n in range(1, self.population.customers + 1):
             customer = _Customer(n, self)
             self.truth[customer.cid] = customer.truth
             for mon in self.calendar:
                 yield from customer.month(mon)
-            self.tickets.extend(customer.tickets(end))
+            self.tickets.extend(customer.tickets(self.end))
+            self._at_end(customer)
+        self._ended = True
+
+    def _at_end(self, customer: _Customer) -> None:
+        """Keep the customer's open lines; for a joiner of the last month, never drawn against, the hazard its
+        drivers give at the end (no noise): a score needs one."""
+        still = [
+            LineAtEnd(**line.ids, plan=line.plan, organisation=customer.org)
+            for line in customer.lines
+            if not line.closed
+        ]
+        if not still:
+            return
+        self.open_lines[customer.cid] = still
+        if not customer.truth.months:
+            drivers = customer.drivers(self.calendar[-1])
+            self._fresh_hazard[customer.cid] = round(_sigmoid(replace(drivers, tenure_months=0).logit()), 6)
+
+    def last_hazard(self, customer_id: str) -> float:
+        """The churn hazard of the customer's last simulated month: what the truth knows of its risk at the end."""
+        months = self.truth[customer_id].months
+        return months[-1].hazard if months else self._fresh_hazard[customer_id]
 
 
 def records(population: Population) -> Iterator[dict[str, Any]]:
@@ -1515,6 +1563,192 @@ def ticket_events(population: Population) -> list[dict[str, Any]]:
     for _ in sim:
         pass
     return sim.tickets
+
+
+# -- what a campaign meets: churn scores and the market's answer to an offer ---------------------------------------
+
+CHURN_SOURCE = "/crm/churn"
+SCORE_HORIZON_MONTHS = 2  # the churn model's 60 days
+SIM_NAMESPACE = uuid.UUID("5f0c1e52-7b8e-4c1a-9d0b-0a5c2f3e8d11")  # of the uuid5 ids of the events made here
+
+
+def _require_end(sim: Simulation) -> None:
+    if not sim._ended:
+        raise RuntimeError("iterate the simulation to its end first: open lines and truth fill in as it runs")
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime, got {value!r}")
+    return value
+
+
+def churn_score_events(
+    sim: Simulation,
+    scored_at: datetime,
+    *,
+    high_share: float = 0.1,
+    medium_share: float = 0.2,
+    model_version: str = "sim-churn-1",
+) -> list[dict[str, Any]]:
+    """The churn.score.computed.v1 events (as dicts) a perfect churn model would publish at `scored_at` for every
+    customer with a line open at the end, in customer order: score = the truth's chance of leaving within 60 days,
+    1 - (1 - h)², h the hazard of the customer's last month. Bands by rank, as a campaign sizes its 维系 list: the
+    top `high_share` high (高危), the next `medium_share` medium (中危), ties by customer id.
+
+    Reasons stay empty: the truth's drivers include latent ones no feature store has. Ids are uuid5 of what decides
+    the event, so the same run gives the same stream."""
+    _require_end(sim)
+    _aware(scored_at, "scored_at")
+    for name, share in (("high_share", high_share), ("medium_share", medium_share)):
+        if not 0 <= share <= 1:
+            raise ValueError(f"{name} must be within [0, 1], got {share!r}")
+    if high_share + medium_share > 1:
+        raise ValueError(f"high_share + medium_share must be at most 1, got {high_share + medium_share!r}")
+    if not 1 <= len(model_version) <= 64:
+        raise ValueError("model_version must be 1 to 64 characters")
+    scores = {cid: Decimal(f"{1 - (1 - sim.last_hazard(cid)) ** SCORE_HORIZON_MONTHS:.4f}") for cid in sim.open_lines}
+    ranked = sorted(scores, key=lambda cid: (-scores[cid], cid))
+    high = round(high_share * len(ranked))
+    medium = round((high_share + medium_share) * len(ranked)) - high
+    band = {cid: "high" if i < high else "medium" if i < high + medium else "low" for i, cid in enumerate(ranked)}
+    stamp = scored_at.astimezone(SHANGHAI).isoformat()
+    pop = sim.population
+    run = f"{pop.seed}:{pop.customers}:{pop.start.isoformat()}:{pop.months}:{high_share}:{medium_share}"
+    events = []
+    for cid in sim.open_lines:
+        events.append(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid5(SIM_NAMESPACE, f"churn-score:{run}:{model_version}:{stamp}:{cid}")),
+                "source": CHURN_SOURCE,
+                "type": "churn.score.computed.v1",
+                "subject": cid,
+                "time": stamp,
+                "datacontenttype": "application/json",
+                "data": {
+                    "customer_id": cid,
+                    "occurred_at": stamp,
+                    "model_kind": "churn",
+                    "score": str(scores[cid]),
+                    "risk_band": band[cid],
+                    "model_version": model_version,
+                    "reasons": [],
+                    "scored_at": stamp,
+                },
+            }
+        )
+    return events
+
+
+def _offered(plan_code: str, name: str = "plan_code") -> Plan:
+    plan = next((p for p in PLANS if p.code == plan_code), None)
+    if plan is None or plan.prepaid:
+        postpaid = ", ".join(p.code for p in PLANS if not p.prepaid)
+        raise ValueError(f"{name} must be a postpaid plan ({postpaid}), got {plan_code!r}")
+    return plan
+
+
+@dataclass(frozen=True)
+class OfferEffect:
+    """The effect the simulated market gives a plan offer (套餐升档营销): of the eligible, `base_rate` move a line to
+    `plan_code` within `window_days` on their own; of the contacted, base_rate + lift. `lift` is what a campaign's
+    uplift (treatment - control) should measure. `seed` draws the outcomes, apart from the population's."""
+
+    plan_code: str
+    base_rate: float
+    lift: float
+    window_days: int = 30
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        _offered(self.plan_code)
+        if not 0 <= self.base_rate <= 1:
+            raise ValueError(f"base_rate must be within [0, 1], got {self.base_rate!r}")
+        if not 0 <= self.lift <= 1:
+            raise ValueError(f"lift must be within [0, 1], got {self.lift!r}")
+        if self.base_rate + self.lift > 1:
+            raise ValueError(f"base_rate + lift must be at most 1, got {self.base_rate + self.lift!r}")
+        if isinstance(self.window_days, bool) or not isinstance(self.window_days, int) or self.window_days < 1:
+            raise ValueError(f"window_days must be a whole number of days, at least 1, got {self.window_days!r}")
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(days=self.window_days)
+
+
+def _first_eligible(lines: list[LineAtEnd], plan_code: str) -> LineAtEnd | None:
+    return next((line for line in lines if not line.plan.prepaid and line.plan.code != plan_code), None)
+
+
+def eligible_for_offer(sim: Simulation, plan_code: str) -> set[str]:
+    """Customers with a postpaid line open at the end that is not on `plan_code`: who can take the offer.
+    Individuals and organisations (政企) alike, barred lines included; choosing among them is the campaign's
+    audience, not the market's. Prepaid lines cannot change to a postpaid plan here (that is a 预转后, not 升档)."""
+    _require_end(sim)
+    _offered(plan_code)
+    return {cid for cid, lines in sim.open_lines.items() if _first_eligible(lines, plan_code) is not None}
+
+
+def offer_responses(
+    sim: Simulation, effect: OfferEffect, contacted: Mapping[str, datetime], since: datetime
+) -> list[dict[str, Any]]:
+    """The BOSS plan_changed records of the eligible customers who take `effect.plan_code` within
+    [since, since + window), in time order: what the campaign's attribution (效果归因) will see.
+
+    Each eligible customer takes it on their own with probability base_rate, at a uniform time in the window; a
+    contacted one (`contacted`: customer id → when the contact was sent) who does not, takes it with probability
+    lift / (1 - base_rate) at a uniform time between the contact and the window's end, so P(take | contacted) is
+    base_rate + lift. One record per customer, on its first eligible line. Each customer draws from a generator of
+    its own (effect seed, population seed, plan, customer number): its outcome does not depend on who else is in the
+    population or contacted, and the organic takers are the same whatever the lift. Contacts of customers who are
+    not eligible are ignored.
+
+    `since` must not be before the simulation's end (the lines are as they are at the end) and every contact must
+    fall in the window; times must be aware."""
+    _require_end(sim)
+    _aware(since, "since")
+    if since < sim.end:
+        raise ValueError(f"since must not be before the simulation's end {sim.end.isoformat()}, got {since!r}")
+    end = since + effect.window
+    for cid, sent in contacted.items():
+        _aware(sent, f"contacted[{cid!r}]")
+        if not since <= sent < end:
+            raise ValueError(f"contacted[{cid!r}] = {sent.isoformat()} is outside the window [since, since + window)")
+    plan = _offered(effect.plan_code)
+    pop = sim.population
+    offer = f"{effect.plan_code}:{effect.base_rate}:{effect.lift}:{effect.window_days}:{effect.seed}"
+    tag = uuid.uuid5(SIM_NAMESPACE, f"offer:{offer}:{pop.seed}:{since.astimezone(UTC).isoformat()}").hex[:8]
+    convinced = effect.lift / (1 - effect.base_rate) if effect.lift else 0.0
+    taken: list[tuple[datetime, int, dict[str, Any]]] = []
+    for cid, lines in sim.open_lines.items():
+        line = _first_eligible(lines, effect.plan_code)
+        if line is None:
+            continue
+        n = int(cid.removeprefix("CUST"))
+        rng = random.Random(f"{effect.seed}:{pop.seed}:offer:{effect.plan_code}:{n}")
+        organic, organic_at, persuaded, persuaded_at = rng.random(), rng.random(), rng.random(), rng.random()
+        sent = contacted.get(cid)
+        if organic < effect.base_rate:
+            start, fraction = since, organic_at
+        elif sent is not None and persuaded < convinced:
+            start, fraction = sent, persuaded_at
+        else:
+            continue
+        at = start + timedelta(seconds=math.floor(fraction * (end - start).total_seconds()))
+        data = {
+            "customer_id": line.customer_id,
+            "account_id": line.account_id,
+            "subscription_id": line.subscription_id,
+            "msisdn": line.msisdn,
+            "occurred_at": at.astimezone(SHANGHAI).isoformat(),
+            "from_plan_code": line.plan.code,
+            "plan": plan.wire(),
+        }
+        record = {"event_id": f"SIM-OFR-{n:07d}-{tag}", "event_type": "subscription.plan_changed", "data": data}
+        taken.append((at, n, record))
+    taken.sort(key=lambda t: t[:2])
+    return [record for _, _, record in taken]
 
 
 # -- sending ----------------------------------------------------------------------------------------------------------
