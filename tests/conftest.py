@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import httpx
 import pytest_asyncio
 
 from crm_billing_adapter.app import create_app as billing_adapter_app
 from crm_billing_adapter.settings import Settings as BillingAdapterSettings
+from crm_campaign.api.access import clock as campaign_clock
 from crm_campaign.app import create_app as campaign_app
 from crm_campaign.settings import Settings as CampaignSettings
 from crm_churn.app import create_app as churn_app
@@ -21,10 +23,21 @@ from crm_customer.settings import Settings as CustomerSettings
 from crm_gateway.app import create_app as gateway_app
 from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import free_port
+from crm_kit.db import utcnow
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, serve
 from crm_ticketing.app import create_app as ticketing_app
 from crm_ticketing.settings import Settings as TicketingSettings
+
+
+@dataclass
+class Clock:
+    """The campaign service's now: the real one until a journey sets it, so a campaign can run in simulated time."""
+
+    at: datetime | None = None
+
+    async def now(self) -> datetime:
+        return self.at or utcnow()
 
 
 @dataclass
@@ -33,6 +46,9 @@ class System:
     customer_settings: CustomerSettings
     customer_port: int
     stack: contextlib.AsyncExitStack
+    campaign_clock: Clock = field(default_factory=Clock)
+    metrics_url: str = ""
+    """Prometheus metrics of the services: one process here, so one registry holds every service's."""
 
     @contextlib.asynccontextmanager
     async def customer_service(self) -> AsyncIterator[str]:
@@ -48,12 +64,19 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
     adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), kafka=kafka, log_json=False)
     ticketing = TicketingSettings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False)
     churn = ChurnSettings(database_url=await database_url("churn"), kafka=kafka, log_json=False, batch_score_hour=None)
-    campaign = CampaignSettings(database_url=await database_url("campaign"), kafka=kafka, log_json=False)
+    # the campaign calendar ticks on the real clock once at start, then not within a journey: campaigns are driven
+    # through the API, in the journey's time
+    campaign = CampaignSettings(
+        database_url=await database_url("campaign"), kafka=kafka, log_json=False, dispatch_seconds=3600
+    )
+    clock = Clock()
+    campaigns = campaign_app(campaign)
+    campaigns.dependency_overrides[campaign_clock] = clock.now
     async with contextlib.AsyncExitStack() as stack:
         adapter_url = await stack.enter_async_context(serve(billing_adapter_app(adapter)))
         ticketing_url = await stack.enter_async_context(serve(ticketing_app(ticketing)))
         churn_url = await stack.enter_async_context(serve(churn_app(churn)))
-        campaign_url = await stack.enter_async_context(serve(campaign_app(campaign)))
+        campaign_url = await stack.enter_async_context(serve(campaigns))
         gateway_url = await stack.enter_async_context(
             serve(
                 gateway_app(
@@ -69,4 +92,4 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
             )
         )
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=15, headers=bearer()))
-        yield System(client, customer_settings, customer_port, stack)
+        yield System(client, customer_settings, customer_port, stack, clock, f"{campaign_url}/metrics")
