@@ -8,6 +8,9 @@ BENCHMARKS.md.
 - The ticketing service at 1M tickets (`tests/bench_ticketing.py`), in a section of its own.
 - The churn service: feature store, training at 1M subscribers × 12 months, batch and online scoring
   (`tests/bench_churn.py`), in a section of its own.
+- The campaign service: a retention campaign's audience build and dispatch over 1M customers, and attribution of
+  the BOSS's plan changes and recharges with those assignments in the table (`tests/bench_campaign.py`), in a
+  section of its own.
 Runs on the embedded broker and SQLite files in a temporary folder (and PostgreSQL when asked), on this machine.
 """
 
@@ -34,7 +37,7 @@ from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, boss_push, serve
-from tests import bench_boss, bench_churn, bench_customer, bench_ticketing
+from tests import bench_boss, bench_campaign, bench_churn, bench_customer, bench_ticketing
 from tests.boss import activation
 
 BATCHES = 4
@@ -110,6 +113,12 @@ def main() -> None:
         "--churn-simulated", type=int, default=10_000, help="customers the churn service's store is filled with"
     )
     parser.add_argument(
+        "--attribution-events",
+        type=int,
+        default=100_000,
+        help="billing events the campaign service attributes, with --customers customers assigned",
+    )
+    parser.add_argument(
         "--only",
         choices=SECTIONS,
         help="measure one section (core: first slice, BOSS feed, customer service); BENCHMARKS.md keeps the others",
@@ -142,13 +151,31 @@ def main() -> None:
                 churn,
                 speed,
             )
+        if args.only in (None, "campaign"):
+            campaign = asyncio.run(bench_campaign.measure(Path(folder), args.customers, args.attribution_events))
+            if args.postgres:
+                campaign.update(
+                    asyncio.run(
+                        bench_campaign.measure(Path(folder), args.customers, args.attribution_events, args.postgres)
+                    )
+                )
+            sections["campaign"] = section(
+                CAMPAIGN_HEADING,
+                "Goal: audience build + dispatch for 1M customers in under 60 s on 2 cores; attribution throughput "
+                "(`tests/bench_campaign.py`).",
+                bench_campaign.SETUP,
+                campaign,
+                speed,
+            )
     text = write_sections(Path("BENCHMARKS.md"), sections)
     print(text)
 
 
-SECTIONS = ("core", "ticketing", "churn")
+SECTIONS = ("core", "ticketing", "churn", "campaign")
 TICKETING_HEADING = "## Ticketing"
 CHURN_HEADING = "## Churn"
+CAMPAIGN_HEADING = "## Campaign"
+HEADINGS = {"ticketing": TICKETING_HEADING, "churn": CHURN_HEADING, "campaign": CAMPAIGN_HEADING}
 
 
 def machine(speed: float) -> str:
@@ -161,16 +188,14 @@ def machine(speed: float) -> str:
 
 
 def write_sections(path: Path, sections: dict[str, str]) -> str:
-    """BENCHMARKS.md with the sections measured now, the others as the last run that measured them left them."""
+    """BENCHMARKS.md with the sections measured now, the others as the last run that measured them left them: each
+    section runs from its heading to the next one's; the core section is what comes before the first."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    rest, _, churn = old.partition(CHURN_HEADING)
-    core, _, ticketing = rest.partition(TICKETING_HEADING)
-    kept = {
-        "core": core.strip(),
-        "ticketing": (TICKETING_HEADING + ticketing).strip() if ticketing else "",
-        "churn": (CHURN_HEADING + churn).strip() if churn else "",
-    }
-    text = "\n\n".join(filter(None, (sections[name] or kept[name] for name in SECTIONS)))
+    starts = sorted((at, name) for name, heading in HEADINGS.items() if (at := old.find(f"\n{heading}\n")) >= 0)
+    ends = [at for at, _ in starts[1:]] + [len(old)]
+    kept = {"core": old[: starts[0][0]] if starts else old}
+    kept.update({name: old[at:end] for (at, name), end in zip(starts, ends, strict=True)})
+    text = "\n\n".join(filter(None, (sections[name] or kept.get(name, "").strip() for name in SECTIONS)))
     path.write_text(text + "\n", encoding="utf-8")
     return text
 

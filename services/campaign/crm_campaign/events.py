@@ -5,7 +5,7 @@ in its own view of customers (`domain.projections`); and what it publishes: camp
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +15,6 @@ from crm_kit.events import CloudEvent, Contracts, new_event, parse_rfc3339
 
 if TYPE_CHECKING:
     from crm_campaign.domain.dispatch import Message
-    from crm_campaign.models import Contact
 
 SOURCE = "/crm/campaign"
 CONTACT_SENT = "campaign.contact.sent.v1"
@@ -45,37 +44,37 @@ def subscription(contracts: Contracts, group: str) -> Subscription:
 
 def contact_sent(message: Message) -> CloudEvent:
     """触达: the contact as it went, keyed by the customer."""
-    at = message.at.isoformat()
     return new_event(
-        CONTACT_SENT,
-        source=SOURCE,
-        subject=message.customer_id,
-        time=message.at,
-        data={
-            "contact_id": message.contact_id,
-            "customer_id": message.customer_id,
-            "occurred_at": at,
-            "campaign_id": message.campaign.id,
-            "campaign_name": message.campaign.name,
-            "channel": message.channel,
-            "offer_code": message.offer.code if message.offer else None,
-            "offer_name": message.offer.name if message.offer else None,
-        },
+        CONTACT_SENT, source=SOURCE, subject=message.customer_id, time=message.at, data=contact_sent_data(message)
     )
 
 
-def contact_responded(contact: Contact, response: str, at: datetime) -> CloudEvent:
+def contact_sent_data(message: Message) -> dict[str, Any]:
+    """The data of `contact_sent`, JSON-ready: what a batch's events differ by (`crm_kit.outbox.stage_many`)."""
+    return {
+        "contact_id": message.contact_id,
+        "customer_id": message.customer_id,
+        "occurred_at": message.at.isoformat(),
+        "campaign_id": message.campaign.id,
+        "campaign_name": message.campaign.name,
+        "channel": message.channel,
+        "offer_code": message.offer.code if message.offer else None,
+        "offer_name": message.offer.name if message.offer else None,
+    }
+
+
+def contact_responded(contact_id: str, customer_id: str, campaign_id: str, response: str, at: datetime) -> CloudEvent:
     """办理: the treated customer took the contact's offer up."""
     return new_event(
         CONTACT_RESPONDED,
         source=SOURCE,
-        subject=contact.customer_id,
+        subject=customer_id,
         time=at,
         data={
-            "contact_id": contact.id,
-            "customer_id": contact.customer_id,
+            "contact_id": contact_id,
+            "customer_id": customer_id,
             "occurred_at": at.isoformat(),
-            "campaign_id": contact.campaign_id,
+            "campaign_id": campaign_id,
             "response": response,
         },
     )

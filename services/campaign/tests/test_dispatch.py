@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from crm_campaign.domain import dispatch
+from crm_campaign.domain.policy import PolicySettings
 from crm_campaign.models import Contact, OutboundMessage
 from crm_kit.db import Database
 from crm_kit.events import CloudEvent
@@ -204,3 +206,45 @@ async def test_only_a_running_campaign_dispatches(campaign: Campaigns) -> None:
     )
     assert_problem(await campaign.http.post(f"{CAMPAIGNS}/{r.json()['id']}/dispatch"), 409, "status")
     assert_problem(await campaign.http.post(f"{CAMPAIGNS}/CMP-NONE/dispatch"), 404, "campaign_id")
+
+
+async def test_a_run_in_small_batches_defers_at_night_and_sends_each_in_the_morning_once(campaign: Campaigns) -> None:
+    """Batches walk the treatment group past the last customer judged (as another replica would run it, on the same
+    database): the night defers every text, the morning picks the deferred ones up batch by batch, once each."""
+    events = []
+    for n in range(1, 24):
+        cid = f"B{n:02d}"
+        events.append(campaign.event("customer.profile.created.v1", customer_id=cid))
+        events.append(
+            campaign.event(
+                "customer.segment.membership_changed.v1", customer_id=cid, segment_id="SEG-X", change="joined"
+            )
+        )
+        if n % 5:
+            events.append(consent(campaign, cid, "sms"))
+    await campaign.send(*events)
+    night = datetime(2026, 11, 23, 22, 30, tzinfo=SHANGHAI).astimezone(UTC)
+    campaign.clock.now = night
+    cid = await running(campaign, "分批夜间短信", channels=["sms"])
+    consenting = {f"B{n:02d}" for n in range(1, 24) if n % 5}
+
+    db = Database(campaign.database_url)
+    adapter = dispatch.OutboxChannel(campaign.contracts)
+    try:
+        first = await dispatch.dispatch(db, cid, adapter, PolicySettings(), night, batch_size=4)
+        assert (first.sent, first.deferred, first.suppressed) == (0, len(consenting), {"no_consent": 4})
+        morning = night + timedelta(hours=10)
+        second = await dispatch.dispatch(db, cid, adapter, PolicySettings(), morning, batch_size=4)
+        assert (second.sent, second.deferred, second.suppressed) == (len(consenting), 0, {})
+        third = await dispatch.dispatch(db, cid, adapter, PolicySettings(), morning, batch_size=4)
+        assert (third.sent, third.deferred, third.suppressed) == (0, 0, {})
+        async with db.sessions() as session:
+            sent_to = list(
+                await session.scalars(select(OutboundMessage.customer_id).where(OutboundMessage.campaign_id == cid))
+            )
+    finally:
+        await db.dispose()
+    assert sorted(sent_to) == sorted(consenting), "each consenting customer texted once"
+    found = await contacts(campaign, cid)
+    assert {k for k, (status, _, _) in found.items() if status == "sent"} == consenting
+    assert len(found) == 23

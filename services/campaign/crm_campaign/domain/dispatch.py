@@ -6,20 +6,29 @@ allows), deferred (quiet hours: it goes at the window's end), or suppressed with
 also in the treatment group of a running campaign of higher priority is left to it (outranked), so overlapping
 campaigns do not pile up on one person. The rows make a run resumable and idempotent: a run that stops half-way
 picks up the customers without a row (and the deferred ones now due), and a second run sends nobody twice. A run
-sends at most `rate_per_second` contacts a second, so a channel gateway is never flooded."""
+sends at most `rate_per_second` contacts a second, so a channel gateway is never flooded.
+
+A run walks the treatment group once in customer-id order, each batch starting past the last customer the one
+before judged (keyset), so a million-customer campaign costs each batch the same. A batch reads what the policy
+needs in two statements for all its customers, and writes its contacts, messages and events as a few bulk
+statements: a contact costs tens of microseconds, not a round trip. The next batch is read and judged while one
+is written."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from crm_campaign import events
 from crm_campaign.domain import campaigns
@@ -34,9 +43,9 @@ from crm_campaign.domain.policy import (
 )
 from crm_campaign.domain.policy import next_allowed as quiet_until
 from crm_campaign.models import Assignment, Campaign, Complaint, Consent, Contact, Customer, Offer, OutboundMessage
-from crm_kit.db import Database
+from crm_kit.db import Database, insert_many
 from crm_kit.events import Contracts
-from crm_kit.outbox import stage
+from crm_kit.outbox import stage_many
 
 SENT, DEFERRED, SUPPRESSED = "sent", "deferred", "suppressed"
 
@@ -59,32 +68,55 @@ class Message:
 
 
 class ChannelAdapter(Protocol):
-    """A channel's way out (短信平台, 外呼系统, app push…). Called inside the dispatch transaction: what it records
-    commits with the contact, or not at all."""
+    """A channel's way out (短信平台, 外呼系统, app push…). Given a batch's messages at once, as gateways take them
+    (an SMS platform's batch submit), inside the dispatch transaction: what it records commits with the contacts,
+    or not at all."""
 
-    async def deliver(self, session: AsyncSession, message: Message) -> None: ...
+    async def deliver(self, session: AsyncSession, messages: Sequence[Message]) -> None: ...
 
 
 class OutboxChannel:
-    """The default adapter: the message is written to `outbound_message` for the channel's gateway to collect, and
-    `campaign.contact.sent.v1` is staged on the outbox (the campaign.contact topic)."""
+    """The default adapter: the messages are written to `outbound_message` for the channel's gateway to collect,
+    and `campaign.contact.sent.v1` for each is staged on the outbox (the campaign.contact topic), in bulk: the
+    messages of one campaign, offer and moment share their text and differ in their event only by contact,
+    customer and channel."""
+
+    COLUMNS = ("contact_id", "channel", "customer_id")
 
     def __init__(self, contracts: Contracts) -> None:
         self.contracts = contracts
 
-    async def deliver(self, session: AsyncSession, message: Message) -> None:
-        session.add(
-            OutboundMessage(
-                contact_id=message.contact_id,
-                channel=message.channel,
-                customer_id=message.customer_id,
-                campaign_id=message.campaign.id,
-                offer_code=message.offer.code if message.offer else None,
-                text=message.text,
-                created_at=message.at,
+    async def deliver(self, session: AsyncSession, messages: Sequence[Message]) -> None:
+        together: dict[tuple[str, str | None, datetime], list[Message]] = defaultdict(list)
+        for m in messages:
+            together[(m.campaign.id, m.offer.id if m.offer else None, m.at)].append(m)
+        for group in together.values():
+            first = group[0]
+            await insert_many(
+                session,
+                OutboundMessage.__table__,
+                self.COLUMNS,
+                [(m.contact_id, m.channel, m.customer_id) for m in group],
+                same={
+                    "campaign_id": first.campaign.id,
+                    "offer_code": first.offer.code if first.offer else None,
+                    "text": first.text,
+                    "created_at": first.at,
+                },
             )
-        )
-        await stage(session, self.contracts, [events.contact_sent(message)])
+            data = events.contact_sent_data(first)
+            await stage_many(
+                session,
+                self.contracts,
+                events.contact_sent(first),
+                [
+                    (
+                        m.customer_id,
+                        {**data, "contact_id": m.contact_id, "customer_id": m.customer_id, "channel": m.channel},
+                    )
+                    for m in group
+                ],
+            )
 
 
 @dataclass
@@ -93,79 +125,130 @@ class DispatchResult:
     deferred: int = 0
     suppressed: dict[str, int] = field(default_factory=dict)
 
-    def count(self, contact: Contact) -> None:
-        if contact.status == SENT:
-            self.sent += 1
-        elif contact.status == DEFERRED:
-            self.deferred += 1
-        else:
-            self.suppressed[contact.reason or ""] = self.suppressed.get(contact.reason or "", 0) + 1
+    def add(self, other: DispatchResult) -> None:
+        self.sent += other.sent
+        self.deferred += other.deferred
+        for reason, n in other.suppressed.items():
+            self.suppressed[reason] = self.suppressed.get(reason, 0) + n
 
 
-async def _due(session: AsyncSession, campaign_id: str, now: datetime, limit: int) -> list[str]:
-    """Treatment customers without a contact yet, then deferred ones now due; by customer id."""
-    fresh = (
-        select(Assignment.customer_id)
-        .outerjoin(
-            Contact, and_(Contact.campaign_id == Assignment.campaign_id, Contact.customer_id == Assignment.customer_id)
+class Due(NamedTuple):
+    """A treatment customer due a contact, and what the policy judges them on."""
+
+    customer_id: str
+    contact_id: str | None
+    """The deferred contact now due; None: the customer has none yet."""
+    outranked: bool
+    facts: CustomerFacts
+
+
+_RECENT_MARKETING = select(Contact.customer_id, Contact.sent_at).where(
+    Contact.customer_id.in_(bindparam("ids", expanding=True)),
+    Contact.purpose == "marketing",
+    Contact.status == SENT,
+    Contact.sent_at > bindparam("since", type_=Contact.sent_at.type),
+)
+
+
+async def _due(
+    session: AsyncSession,
+    campaign: Campaign,
+    purpose: str,
+    rivals: Sequence[str],
+    now: datetime,
+    after: str,
+    limit: int,
+) -> list[Due]:
+    """Treatment customers past `after` without a contact yet, or whose deferred contact is now due, by customer
+    id, with what the policy needs of each, in two reads for the whole batch.
+
+    The first walks the campaign's treatment group in key order and takes with each customer their contact, their
+    row's facts, open complaints, consents to the campaign's channels for its purpose, and whether one of the
+    `rivals` has them in its treatment group, each a scalar subquery on the outer row's keys. Both databases run
+    those as one key look-up per customer, whatever their statistics say; PostgreSQL never hashes a scalar
+    subquery's table or turns it into a join. Statistics are stale right after a launch (the campaign seems to
+    have no assignments or contacts), and joins planned on them became a scan of every contact of the campaign,
+    or of the customers from the first key on, for each batch. The second read takes the customers' recent
+    marketing contacts, for the frequency cap."""
+
+    def looked_up(column: Any, *where: Any) -> Any:
+        return select(column).where(*where).correlate(Assignment).limit(1).scalar_subquery()
+
+    rival = aliased(Assignment)
+    mine = Customer.customer_id == Assignment.customer_id
+    contact = and_(Contact.campaign_id == Assignment.campaign_id, Contact.customer_id == Assignment.customer_id)
+    outranked = (
+        looked_up(
+            true(),
+            rival.campaign_id.in_(rivals),
+            rival.customer_id == Assignment.customer_id,
+            rival.group == campaigns.TREATMENT,
         )
+        if rivals
+        else false()
+    )
+    columns = (
+        looked_up(Contact.id, contact),
+        outranked,
+        looked_up(Customer.erased_at.is_(None) & Customer.merged_into.is_(None), mine),
+        looked_up(Customer.dnd_enabled, mine),
+        looked_up(Customer.dnd_until, mine),
+        looked_up(func.count(), Complaint.customer_id == Assignment.customer_id, Complaint.open),
+        *(
+            looked_up(
+                Consent.granted,
+                Consent.customer_id == Assignment.customer_id,
+                Consent.channel == channel,
+                Consent.purpose == purpose,
+            )
+            for channel in campaign.channels
+        ),
+    )
+    deferred_and_due = looked_up(and_(Contact.status == DEFERRED, Contact.not_before <= now), contact)
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(Assignment.customer_id, *columns)
         .where(
-            Assignment.campaign_id == campaign_id,
+            Assignment.campaign_id == campaign.id,
+            Assignment.customer_id > after,
             Assignment.group == campaigns.TREATMENT,
-            or_(Contact.id.is_(None), and_(Contact.status == DEFERRED, Contact.not_before <= now)),
+            func.coalesce(deferred_and_due, true()),  # no contact yet: NULL
         )
         .order_by(Assignment.customer_id)
         .limit(limit)
     )
-    return list(await session.scalars(fresh))
-
-
-async def _facts(session: AsyncSession, ids: Sequence[str], now: datetime) -> dict[str, CustomerFacts]:
-    """What the policy needs of each customer, in four reads for the whole batch."""
-    consents: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
-    for c in await session.scalars(select(Consent).where(Consent.customer_id.in_(ids))):
-        consents[c.customer_id][(c.channel, c.purpose)] = c.granted
-    complaints = dict(
-        (
-            await session.execute(
-                select(Complaint.customer_id, func.count())
-                .where(Complaint.customer_id.in_(ids), Complaint.open)
-                .group_by(Complaint.customer_id)
-            )
-        ).all()
-    )
+    found = rows.all()
     recent: dict[str, list[datetime]] = defaultdict(list)
-    for cid, sent_at in await session.execute(
-        select(Contact.customer_id, Contact.sent_at).where(
-            Contact.customer_id.in_(ids),
-            Contact.purpose == "marketing",
-            Contact.status == SENT,
-            Contact.sent_at > now - CAP_WINDOW,
+    if found:
+        params = {"ids": [row[0] for row in found], "since": now - CAP_WINDOW}
+        for cid, sent_at in await conn.execute(_RECENT_MARKETING, params):
+            recent[cid].append(sent_at)
+    keys = [(channel, purpose) for channel in campaign.channels]
+    return [
+        Due(
+            cid,
+            contact_id,
+            bool(out),
+            CustomerFacts(
+                customer_id=cid,
+                consents={
+                    key: granted for key, granted in zip(keys, granted_by_channel, strict=True) if granted is not None
+                },
+                dnd_enabled=bool(dnd_enabled),
+                dnd_until=dnd_until,
+                open_complaints=complaints or 0,
+                recent_contacts=recent[cid],
+                erased=not kept,  # None: not in the service's view at all
+            ),
         )
-    ):
-        recent[cid].append(sent_at)
-    facts = {}
-    for row in await session.scalars(select(Customer).where(Customer.customer_id.in_(ids))):
-        facts[row.customer_id] = CustomerFacts(
-            customer_id=row.customer_id,
-            consents=consents[row.customer_id],
-            dnd_enabled=row.dnd_enabled,
-            dnd_until=row.dnd_until,
-            open_complaints=complaints.get(row.customer_id, 0),
-            recent_contacts=recent[row.customer_id],
-            erased=row.erased_at is not None or row.merged_into is not None,
-        )
-    return facts
+        for cid, contact_id, out, kept, dnd_enabled, dnd_until, complaints, *granted_by_channel in found
+    ]
 
 
-async def _outranked(session: AsyncSession, campaign: Campaign, ids: Sequence[str], now: datetime) -> set[str]:
-    """Customers in the treatment group of a running campaign of higher priority whose window holds `now`."""
-    rows = await session.scalars(
-        select(Assignment.customer_id)
-        .join(Campaign, Campaign.id == Assignment.campaign_id)
-        .where(
-            Assignment.customer_id.in_(ids),
-            Assignment.group == campaigns.TREATMENT,
+async def _rivals(session: AsyncSession, campaign: Campaign, now: datetime) -> list[str]:
+    """Running campaigns of higher priority whose window holds `now`."""
+    found = await session.scalars(
+        select(Campaign.id).where(
             Campaign.id != campaign.id,
             Campaign.status == campaigns.RUNNING,
             Campaign.priority > campaign.priority,
@@ -173,78 +256,144 @@ async def _outranked(session: AsyncSession, campaign: Campaign, ids: Sequence[st
             Campaign.ends_at > now,
         )
     )
-    return set(rows)
+    return list(found)
 
 
 REASON_ORDER = list(Suppression)
 
 
-def _judge(campaign: Campaign, facts: CustomerFacts, settings: PolicySettings, now: datetime) -> tuple[str, str | None]:
+def _judge(
+    planned: Sequence[PlannedContact], facts: CustomerFacts, settings: PolicySettings
+) -> tuple[str, Suppression | None]:
     """(channel, None) for the first channel the policy allows; else the refusal that got furthest through the
     policy's rules (the first channel's on a tie): a customer never asked about calls but on do-not-disturb for
     texts is reported as do-not-disturb, and quiet hours (the contact waits) beat any reason judged before them."""
-    purpose = purpose_for(campaign.objective)
     refusals = []
-    for channel in campaign.channels:
-        reason = check(PlannedContact(campaign.id, channel, purpose, now), facts, settings)
+    for contact in planned:
+        reason = check(contact, facts, settings)
         if reason is None:
-            return channel, None
-        refusals.append((channel, reason))
+            return contact.channel, None
+        refusals.append((contact.channel, reason))
     return max(refusals, key=lambda refusal: REASON_ORDER.index(refusal[1]))
 
 
-async def dispatch_batch(
-    session: AsyncSession,
-    campaign: Campaign,
-    adapter: ChannelAdapter,
-    settings: PolicySettings,
-    now: datetime,
-    limit: int,
-) -> DispatchResult:
-    """One batch of the campaign's due customers, in the caller's transaction."""
-    result = DispatchResult()
-    ids = await _due(session, campaign.id, now, limit)
-    if not ids:
-        return result
-    facts = await _facts(session, ids, now)
-    outranked = await _outranked(session, campaign, ids, now)
+def _contact_ids(n: int) -> list[str]:
+    """`n` ids unique across batches and runs: one random prefix for the batch, then a counter (a uuid each
+    would cost a million-customer run seconds)."""
+    prefix = f"CT-{uuid.uuid4().hex[:20].upper()}"
+    return [f"{prefix}-{i}" for i in range(n)]
+
+
+NewContact = tuple[str, str, str, str | None]
+"""id, customer, channel, reason: a contact row's own values; the rest are the batch's."""
+
+
+@dataclass
+class Batch:
+    """A batch judged: what its transaction writes, and where the run goes on from."""
+
+    campaign: Campaign
+    offer: Offer | None
+    now: datetime
+    until: datetime
+    """When the contacts deferred by quiet hours may go."""
+    judged: int
+    last: str
+    """The last customer judged: the run's next batch starts past it."""
+    new: dict[str, list[NewContact]] = field(default_factory=lambda: {SENT: [], DEFERRED: [], SUPPRESSED: []})
+    """By status: contacts made now."""
+    again: list[dict[str, object]] = field(default_factory=list)
+    """Deferred contacts judged again, as the parameters of their update."""
+    messages: list[Message] = field(default_factory=list)
+    result: DispatchResult = field(default_factory=DispatchResult)
+
+
+async def judge(
+    session: AsyncSession, campaign: Campaign, settings: PolicySettings, now: datetime, limit: int, after: str = ""
+) -> Batch | None:
+    """The next `limit` due customers of the campaign past `after`, read and judged under the contact policy;
+    None when nobody past `after` is due. Reads only."""
+    purpose = purpose_for(campaign.objective)
+    due = await _due(session, campaign, purpose, await _rivals(session, campaign, now), now, after, limit)
+    if not due:
+        return None
     offers = await campaigns.offers_of(session, campaign.id)
-    offer = offers[0] if offers else None
-    existing = {
-        c.customer_id: c
-        for c in await session.scalars(
-            select(Contact).where(Contact.campaign_id == campaign.id, Contact.customer_id.in_(ids))
-        )
-    }
-    for cid in ids:
-        contact = existing.get(cid)
-        if contact is None:
-            contact = Contact(
-                id=campaigns.new_id("CT"),
-                campaign_id=campaign.id,
-                customer_id=cid,
-                offer_id=offer.id if offer else None,
-                purpose=purpose_for(campaign.objective),
-                planned_at=now,
-            )
-            session.add(contact)
-        customer = facts.get(cid, CustomerFacts(customer_id=cid, erased=True))
+    batch = Batch(
+        campaign, offers[0] if offers else None, now, quiet_until(now, settings), len(due), due[-1].customer_id
+    )
+    planned = [PlannedContact(campaign.id, channel, purpose, now) for channel in campaign.channels]
+    fresh_ids = iter(_contact_ids(sum(1 for d in due if d.contact_id is None)))
+    result = batch.result
+    for d in due:
         channel, reason = (
-            (campaign.channels[0], Suppression.OUTRANKED)
-            if cid in outranked
-            else _judge(campaign, customer, settings, now)
+            (campaign.channels[0], Suppression.OUTRANKED) if d.outranked else _judge(planned, d.facts, settings)
         )
-        contact.channel, contact.reason = channel, reason
-        if reason is None:
-            contact.status, contact.sent_at, contact.not_before = SENT, now, None
-            await session.flush()
-            await adapter.deliver(session, Message(contact.id, campaign, cid, channel, offer, now))
-        elif reason == Suppression.QUIET_HOURS:
-            contact.status, contact.not_before = DEFERRED, quiet_until(now, settings)
+        status = SENT if reason is None else DEFERRED if reason == Suppression.QUIET_HOURS else SUPPRESSED
+        contact_id = d.contact_id
+        if contact_id is None:
+            contact_id = next(fresh_ids)
+            batch.new[status].append((contact_id, d.customer_id, channel, None if reason is None else str(reason)))
         else:
-            contact.status, contact.not_before = SUPPRESSED, None
-        result.count(contact)
-    return result
+            batch.again.append(
+                {
+                    "key": contact_id,
+                    "new_status": status,
+                    "new_channel": channel,
+                    "new_reason": reason,
+                    "new_sent_at": now if status == SENT else None,
+                    "new_not_before": batch.until if status == DEFERRED else None,
+                }
+            )
+        if status == SENT:
+            result.sent += 1
+            batch.messages.append(Message(contact_id, campaign, d.customer_id, channel, batch.offer, now))
+        elif status == DEFERRED:
+            result.deferred += 1
+        else:
+            result.suppressed[reason or ""] = result.suppressed.get(reason or "", 0) + 1
+    return batch
+
+
+NEW_CONTACT = ("id", "customer_id", "channel", "reason")
+
+
+async def write(session: AsyncSession, batch: Batch, adapter: ChannelAdapter) -> None:
+    """The batch's contacts as a few bulk statements, and its messages through the adapter, in the caller's
+    transaction."""
+    campaign, offer, now = batch.campaign, batch.offer, batch.now
+    moments = {SENT: {"sent_at": now}, DEFERRED: {"not_before": batch.until}, SUPPRESSED: {}}
+    same = {
+        "campaign_id": campaign.id,
+        "offer_id": offer.id if offer else None,
+        "purpose": purpose_for(campaign.objective),
+        "planned_at": now,
+    }
+    for status, rows in batch.new.items():
+        await insert_many(
+            session, Contact.__table__, NEW_CONTACT, rows, same={**same, "status": status, **moments[status]}
+        )
+    if batch.again:
+        await session.execute(
+            update(Contact.__table__)
+            .where(Contact.__table__.c.id == bindparam("key"))
+            .values({c: bindparam(f"new_{c}") for c in ("status", "channel", "reason", "sent_at", "not_before")}),
+            batch.again,
+        )
+    await adapter.deliver(session, batch.messages)
+
+
+def _dispatching(campaign: Campaign, now: datetime) -> bool:
+    return campaign.status == campaigns.RUNNING and campaign.starts_at <= now < campaign.ends_at
+
+
+async def _judged(
+    db: Database, campaign_id: str, settings: PolicySettings, now: datetime, limit: int, after: str
+) -> Batch | None:
+    """The next batch read and judged on a connection of its own; None when the campaign does not dispatch now
+    or nobody past `after` is due."""
+    async with db.sessions() as session:
+        campaign = await campaigns.get(session, campaign_id)
+        return await judge(session, campaign, settings, now, limit, after) if _dispatching(campaign, now) else None
 
 
 async def dispatch(
@@ -257,26 +406,38 @@ async def dispatch(
     batch_size: int = 1000,
     rate_per_second: float | None = None,
 ) -> DispatchResult:
-    """Every due customer of a running campaign whose window holds `now`, batch by batch (one transaction each)."""
+    """Every due customer of a running campaign whose window holds `now`, batch by batch, in one pass over its
+    treatment group.
+
+    Each batch is written in one transaction, which first checks that the campaign still dispatches. While it is,
+    the next batch is read and judged on a connection of its own: the database's work and the judging overlap,
+    which on two cores nearly halves a PostgreSQL run. They are different customers (the batches follow each
+    other in customer order), and the contact's unique key still keeps a concurrent run from sending twice."""
     total = DispatchResult()
     started = time.monotonic()
-    while True:
-        async with db.sessions.begin() as session:
-            campaign = await campaigns.get(session, campaign_id)
-            if campaign.status != campaigns.RUNNING or not campaign.starts_at <= now < campaign.ends_at:
-                return total
-            done = await dispatch_batch(session, campaign, adapter, settings, now, batch_size)
-        total.sent += done.sent
-        total.deferred += done.deferred
-        for reason, n in done.suppressed.items():
-            total.suppressed[reason] = total.suppressed.get(reason, 0) + n
-        handled = done.sent + done.deferred + sum(done.suppressed.values())
-        if handled < batch_size:
-            return total
-        if rate_per_second:
-            ahead = total.sent / rate_per_second - (time.monotonic() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
+    ahead = asyncio.create_task(_judged(db, campaign_id, settings, now, batch_size, ""))
+    try:
+        while (batch := await ahead) is not None:
+            full = batch.judged == batch_size
+            if full:  # there may be more past its last customer
+                ahead = asyncio.create_task(_judged(db, campaign_id, settings, now, batch_size, batch.last))
+            async with db.sessions.begin() as session:
+                if not _dispatching(await campaigns.get(session, campaign_id), now):
+                    break
+                await write(session, batch, adapter)
+            total.add(batch.result)
+            if not full:
+                break
+            if rate_per_second:
+                wait = total.sent / rate_per_second - (time.monotonic() - started)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead
+    return total
 
 
 async def run_due(
