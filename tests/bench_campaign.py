@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import random
@@ -55,7 +54,7 @@ from crm_kit.events import new_event
 from crm_kit.presentation import SHANGHAI
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, taken
-from tests.bench_customer import REGIONS, Results, create_postgres, drop_postgres, msisdn
+from tests.bench_customer import REGIONS, Results, copyable, create_postgres, drop_postgres, msisdn
 
 CAMPAIGNS = "/campaign/v1/campaigns"
 MIGRATIONS = Path(models.__file__).parent / "migrations"
@@ -330,14 +329,9 @@ async def load_postgres(server_url: str, population: Population) -> tuple[str, i
 async def _copy(conn: asyncpg.Connection, table: Table, batch: list[dict[str, Any]]) -> int:
     if batch:
         columns = list(batch[0])
-        records = [tuple(_copyable(row[c]) for c in columns) for row in batch]
+        records = [tuple(copyable(row[c]) for c in columns) for row in batch]
         await conn.copy_records_to_table(table.name, records=records, columns=columns)
     return len(batch)
-
-
-def _copyable(value: Any) -> Any:
-    """COPY takes JSON columns as text."""
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
 
 
 def _serve(settings: Settings, port: int, now: datetime) -> None:

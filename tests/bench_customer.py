@@ -287,7 +287,7 @@ async def load_postgres(server_url: str, customers: int) -> tuple[str, int, floa
         for table, batch in population.rows(start, min(start + CHUNK, customers), now).items():
             if batch:
                 columns = list(batch[0])
-                records = [tuple(_copyable(row[c]) for c in columns) for row in batch]
+                records = [tuple(copyable(row[c]) for c in columns) for row in batch]
                 await conn.copy_records_to_table(table.name, records=records, columns=columns)
                 rows += len(batch)
     await conn.execute("ANALYZE")
@@ -305,7 +305,7 @@ def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _copyable(value: Any) -> Any:
+def copyable(value: Any) -> Any:
     """COPY takes JSON columns as text."""
     return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
 
