@@ -1,9 +1,9 @@
 """Who is calling: the bearer JWT every service verifies for itself (the gateway issues it).
 
-A token carries `sub` (the user or client id), `roles` (agent, key_account_manager, marketer, analyst,
-supervisor, billing_ops, admin, partner, boss), `scope` (space-separated permissions such as `pii:read`) and, for a
-partner, `partner_id`. What a role may do is decided by the service that owns the data; this module only
-proves the identity and says what the token grants.
+A token carries `sub` (the user or client id), `roles` (agent, key_account_manager, marketer, retention,
+analyst, supervisor, billing_ops, admin, partner, boss, channel), `scope` (space-separated permissions such as
+`pii:read`) and, for a partner, `partner_id`. What a role may do is decided by the service that owns the data;
+this module only proves the identity and says what the token grants.
 """
 
 from __future__ import annotations
@@ -21,8 +21,22 @@ from crm_kit.errors import Forbidden, Unauthenticated
 from crm_kit.settings import AuthSettings
 
 ROLES = frozenset(
-    {"agent", "key_account_manager", "marketer", "analyst", "supervisor", "billing_ops", "admin", "partner", "boss"}
+    {
+        "agent",
+        "key_account_manager",
+        "marketer",
+        "retention",
+        "analyst",
+        "supervisor",
+        "billing_ops",
+        "admin",
+        "partner",
+        "boss",
+        "channel",
+    }
 )
+"""`retention` is the retention team (维系); `channel` a channel gateway (the SMS platform, the outbound call centre)
+reporting what it delivered."""
 PII_READ = "pii:read"
 
 

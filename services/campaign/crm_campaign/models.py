@@ -166,6 +166,11 @@ class Contact(Base):
     not_before: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="deferred: when it may go")
     planned_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    delivery: Mapped[str | None] = mapped_column(
+        String(16), doc="what the channel reported (状态报告): delivered or failed; None: no receipt yet"
+    )
+    delivery_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="when the channel says it happened")
+    delivery_error: Mapped[str | None] = mapped_column(String(200), doc="failed: the channel's reason")
 
 
 class OutboundMessage(Base):

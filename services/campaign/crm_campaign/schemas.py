@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from crm_kit.shapes import Strict, ZonedTime
 
@@ -130,9 +130,34 @@ class ContactsOut(BaseModel):
     suppressed: dict[str, int] = Field(description="By reason: no_consent, do_not_disturb, frequency_cap, …")
 
 
+class ReceiptIn(Strict):
+    contact_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="As it was sent")
+    status: Literal["delivered", "failed"]
+    at: ZonedTime = Field(description="When the channel delivered it or gave up")
+    error: str | None = Field(
+        None, min_length=1, max_length=200, description="failed: the channel's reason (e.g. its status code)"
+    )
+
+    @model_validator(mode="after")
+    def _error_only_on_failure(self) -> ReceiptIn:
+        if self.error is not None and self.status != "failed":
+            raise ValueError("error: only a failed receipt carries an error")
+        return self
+
+
+class DeliveriesIn(Strict):
+    receipts: list[ReceiptIn] = Field(min_length=1, max_length=1000)
+
+
+class DeliveriesOut(BaseModel):
+    recorded: int = Field(description="Receipts that changed a contact's delivery")
+    unchanged: int = Field(description="Repeats, and failures reported after a delivery")
+
+
 class GroupOut(BaseModel):
     customers: int = Field(description="Assigned to the group")
     contacted: int = Field(description="Sent a contact (control: never)")
+    delivered: int = Field(description="Of those, reported delivered by the channel (送达)")
     responded: int = Field(description="Took an offer up within the window (响应)")
     value_fen: int = Field(description="The responses at the offers' expected value")
     churned: int = Field(description="Retention: left with no line open within 60 days of assignment")
@@ -150,6 +175,23 @@ class UpliftOut(BaseModel):
     significant: bool
 
 
+class OfferReportOut(BaseModel):
+    """One offer: who was offered it, who took it up in each group (of the same group sizes as the campaign)."""
+
+    offer_id: str
+    code: str
+    name: str
+    contacted: int = Field(description="Treated customers sent a contact carrying this offer")
+    delivered: int
+    treatment_responded: int
+    control_responded: int
+    value_fen: int = Field(description="The treated's take-ups at the offer's expected value")
+    cost_fen: int = Field(description="The treated's take-ups at the offer's cost")
+    response: UpliftOut | None
+    incremental_revenue_fen: int | None
+    roi: Decimal | None
+
+
 class ReportOut(BaseModel):
     """活动效果评估: treatment against control."""
 
@@ -162,3 +204,4 @@ class ReportOut(BaseModel):
     incremental_revenue_fen: int | None
     cost_fen: int = Field(description="The offers the treated took up, at their cost")
     roi: Decimal | None = Field(description="(incremental revenue − cost) / cost")
+    offers: list[OfferReportOut] = Field(description="The same figures for each offer (by code)")

@@ -99,6 +99,7 @@ async def test_responses_in_both_groups_make_the_report(campaign: Campaigns) -> 
     assert report["treatment"] == {
         "customers": len(treatment),
         "contacted": len(treatment),
+        "delivered": 0,
         "responded": 6,
         "value_fen": 6 * 84_000,
         "churned": 0,
@@ -106,6 +107,7 @@ async def test_responses_in_both_groups_make_the_report(campaign: Campaigns) -> 
     assert report["control"] == {
         "customers": len(held_out),
         "contacted": 0,
+        "delivered": 0,
         "responded": 2,
         "value_fen": 2 * 84_000,
         "churned": 0,
@@ -118,6 +120,15 @@ async def test_responses_in_both_groups_make_the_report(campaign: Campaigns) -> 
     assert report["cost_fen"] == 6 * 9_950, "only the treated took the offer at its cost"
     assert Decimal(report["roi"]) == roi(revenue, 6 * 9_950)
     assert report["retention"] is None
+    (offer,) = report["offers"]
+    assert (offer["code"], offer["contacted"], offer["treatment_responded"], offer["control_responded"]) == (
+        "UPG-199",
+        len(treatment),
+        6,
+        2,
+    )
+    assert offer["response"] == report["response"], "the only offer is the whole campaign"
+    assert (offer["incremental_revenue_fen"], offer["cost_fen"]) == (revenue, 6 * 9_950)
 
     page = await c.http.get(f"{CAMPAIGNS}/{cid}/report.html")
     assert page.headers["content-type"].startswith("text/html")
@@ -150,3 +161,63 @@ async def test_a_retention_campaign_reports_churn_in_each_group(campaign: Campai
     assert report["retention"]["uplift"] == expected.uplift < 0, "fewer left in treatment"
     page = (await c.http.get(f"{CAMPAIGNS}/{cid}/report.html")).text
     assert page.count("data:image/png;base64,") == 2, "response and churn charts"
+
+
+RECHARGE = {
+    "code": "RCH-100",
+    "name": "充100送20",
+    "kind": "discount",
+    "cost_fen": 2_000,
+    "expected_value_fen": 10_000,
+    "min_recharge_fen": 10_000,
+}
+
+
+async def test_the_report_gives_each_offer_its_own_take_up_and_uplift(campaign: Campaigns) -> None:
+    """Contacts carry the first offer by code (the recharge); a customer may take up the other one instead, and each
+    offer is measured against the same groups."""
+    c = campaign
+    c.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    await population(c)
+    cid = await launched(c, offers=[UPGRADE, RECHARGE])
+    treatment, held_out = control.assign(cid, CUSTOMERS, Decimal("0.5"))
+
+    def recharge(who: str, amount_fen: int) -> CloudEvent:
+        at = (c.clock.now + timedelta(days=2)).isoformat()
+        return c.event(
+            "billing.payment.recharged.v1",
+            customer_id=who,
+            occurred_at=at,
+            amount_fen=amount_fen,
+            boss_event_id=f"BOSS-RC-{who}-{amount_fen}",
+        )
+
+    await c.send(
+        *(recharge(who, 10_000) for who in treatment[:5]),
+        recharge(held_out[0], 20_000),
+        recharge(held_out[1], 5_000),  # less than the offer asks
+        *(plan_change(c, who, "5G-ULT-199", 3) for who in treatment[5:7]),
+        plan_change(c, held_out[2], "5G-ULT-199", 3),
+    )
+
+    report = (await c.http.get(f"{CAMPAIGNS}/{cid}/report")).json()
+    by_code = {o["code"]: o for o in report["offers"]}
+    assert list(by_code) == ["RCH-100", "UPG-199"]
+    taken = {code: (o["contacted"], o["treatment_responded"], o["control_responded"]) for code, o in by_code.items()}
+    assert taken == {"RCH-100": (len(treatment), 5, 1), "UPG-199": (0, 2, 1)}
+    for code, treated_taken, control_taken, value, cost in (
+        ("RCH-100", 5, 1, 10_000, 2_000),
+        ("UPG-199", 2, 1, 84_000, 9_950),
+    ):
+        expected = uplift(Proportions(len(treatment), treated_taken, len(held_out), control_taken))
+        offer = by_code[code]
+        assert (offer["response"]["uplift"], offer["response"]["p_value"]) == (expected.uplift, expected.p_value)
+        revenue = incremental_revenue_fen(len(treatment), treated_taken * value, len(held_out), control_taken * value)
+        assert (offer["value_fen"], offer["cost_fen"]) == (treated_taken * value, treated_taken * cost)
+        assert offer["incremental_revenue_fen"] == revenue
+        assert Decimal(offer["roi"]) == roi(revenue, treated_taken * cost)
+    assert report["treatment"]["responded"] == 7 and report["control"]["responded"] == 2
+    assert report["cost_fen"] == 5 * 2_000 + 2 * 9_950
+
+    page = (await c.http.get(f"{CAMPAIGNS}/{cid}/report.html")).text
+    assert "By offer" in page and "充100送20" in page and "升档199 首月半价" in page

@@ -1,4 +1,5 @@
-"""Who may do what: marketers and the retention team run campaigns; analysts and supervisors read them."""
+"""Who may do what: marketers and the retention team run campaigns; analysts and supervisors read them; the channel
+gateways report deliveries."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from crm_kit.db import utcnow
 
 CAMPAIGN_RUNNERS = ("marketer", "retention", "admin")
 CAMPAIGN_READERS = (*CAMPAIGN_RUNNERS, "analyst", "supervisor")
+CHANNEL_GATEWAYS = ("channel", "admin")
 
 
 async def campaign_runner(principal: Caller) -> Principal:
@@ -24,6 +26,11 @@ async def campaign_reader(principal: Caller) -> Principal:
     return principal
 
 
+async def channel_gateway(principal: Caller) -> Principal:
+    principal.require_role(*CHANNEL_GATEWAYS)
+    return principal
+
+
 async def clock() -> datetime:
     """The instant a request happens at; tests put their own clock here."""
     return utcnow()
@@ -31,4 +38,5 @@ async def clock() -> datetime:
 
 Runner = Annotated[Principal, Depends(campaign_runner)]
 Reader = Annotated[Principal, Depends(campaign_reader)]
+Gateway = Annotated[Principal, Depends(channel_gateway)]
 Now = Annotated[datetime, Depends(clock)]

@@ -23,6 +23,7 @@ from crm_campaign.schemas import (
     DispatchOut,
     GroupOut,
     OfferOut,
+    OfferReportOut,
     PreviewOut,
     ReportOut,
     Status,
@@ -307,6 +308,7 @@ async def campaign_report(campaign_id: CampaignId, session: DbSession, _: Reader
         incremental_revenue_fen=found.incremental_revenue_fen,
         cost_fen=found.cost_fen,
         roi=found.roi,
+        offers=[OfferReportOut(**{**dataclasses.asdict(o), "response": _uplift(o.response)}) for o in found.offers],
     )
     return JSONResponse(body.model_dump(mode="json"))
 

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_campaign import events
-from crm_campaign.domain import campaigns, evaluation
+from crm_campaign.domain import campaigns, deliveries, evaluation
 from crm_campaign.domain.evaluation import Proportions
 from crm_campaign.models import Assignment, Campaign, Contact, Offer, Response
 from crm_kit.db import insert_ignoring_duplicates
@@ -180,9 +180,29 @@ async def on_lines_gone(session: AsyncSession, customer_id: str, event_id: str, 
 class GroupFigures:
     customers: int
     contacted: int
+    delivered: int
     responded: int
     value_fen: int
     churned: int
+
+
+@dataclass(frozen=True)
+class OfferFigures:
+    """One offer's part: the treated contacted with it, and who took it up in each group, against the same group
+    sizes as the campaign's rates (a customer contacted with one offer may take up another)."""
+
+    offer_id: str
+    code: str
+    name: str
+    contacted: int
+    delivered: int
+    treatment_responded: int
+    control_responded: int
+    value_fen: int
+    cost_fen: int
+    response: evaluation.Uplift | None
+    incremental_revenue_fen: int | None
+    roi: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -194,67 +214,128 @@ class Report:
     incremental_revenue_fen: int | None
     cost_fen: int
     roi: Decimal | None
+    offers: list[OfferFigures]
 
 
-async def _contacted(session: AsyncSession, campaign_id: str) -> dict[str, int]:
-    """The campaign's sent contacts by their customer's group, in one pass over them, the group looked up by the
-    assignment's key for each contact. A join here is planned on statistics that may predate the launch, which
-    think the campaign has next to no assignments: PostgreSQL then scans all of them for every contact."""
+Tally = dict[tuple[str, str | None], tuple[int, int]]
+"""(group, offer id) → two counts."""
+
+
+async def _contacted(session: AsyncSession, campaign_id: str) -> Tally:
+    """The campaign's sent contacts and those delivered, by their customer's group and offer, in one pass over
+    them, the group looked up by the assignment's key for each contact. A join here is planned on statistics that
+    may predate the launch, which think the campaign has next to no assignments: PostgreSQL then scans all of them
+    for every contact."""
     group_of = (
         select(Assignment.group)
         .where(Assignment.campaign_id == Contact.campaign_id, Assignment.customer_id == Contact.customer_id)
         .correlate(Contact)
         .scalar_subquery()
     )
-    sent = select(group_of.label("group")).where(Contact.campaign_id == campaign_id, Contact.status == "sent")
-    groups = sent.subquery()
-    rows = await session.execute(select(groups.c.group, func.count()).group_by(groups.c.group))
-    return {group: n for group, n in rows.all()}
-
-
-async def _group(session: AsyncSession, campaign_id: str, group: str, contacted: int) -> GroupFigures:
-    customers = await session.scalar(
-        select(func.count()).where(Assignment.campaign_id == campaign_id, Assignment.group == group)
+    delivered = case((Contact.delivery == deliveries.DELIVERED, 1), else_=0)
+    sent = select(group_of.label("group"), Contact.offer_id, delivered.label("delivered")).where(
+        Contact.campaign_id == campaign_id, Contact.status == deliveries.SENT
     )
-    by_kind = {
-        kind: (n, value)
-        for kind, n, value in (
-            await session.execute(
-                select(Response.kind, func.count(), func.coalesce(func.sum(Response.value_fen), 0))
-                .where(Response.campaign_id == campaign_id, Response.group == group)
-                .group_by(Response.kind)
-            )
-        ).all()
-    }
-    accepted, value = by_kind.get(ACCEPTED, (0, 0))
-    return GroupFigures(customers or 0, contacted, accepted, int(value), by_kind.get(CHURNED, (0, 0))[0])
+    c = sent.subquery().c
+    rows = await session.execute(
+        select(c.group, c.offer_id, func.count(), func.coalesce(func.sum(c.delivered), 0)).group_by(c.group, c.offer_id)
+    )
+    return {(group, offer): (n, int(got)) for group, offer, n, got in rows.all()}
+
+
+async def _accepted(session: AsyncSession, campaign_id: str) -> Tally:
+    """Take-ups and their expected value by group and offer."""
+    rows = await session.execute(
+        select(Response.group, Response.offer_id, func.count(), func.coalesce(func.sum(Response.value_fen), 0))
+        .where(Response.campaign_id == campaign_id, Response.kind == ACCEPTED)
+        .group_by(Response.group, Response.offer_id)
+    )
+    return {(group, offer): (n, int(value)) for group, offer, n, value in rows.all()}
+
+
+def _summed(tally: Tally, group: str, offer_id: str | None = None, *, every_offer: bool = False) -> tuple[int, int]:
+    picked = [v for (g, o), v in tally.items() if g == group and (every_offer or o == offer_id)]
+    return sum(a for a, _ in picked), sum(b for _, b in picked)
 
 
 async def report(session: AsyncSession, campaign: Campaign) -> Report:
     """Treatment against control: the response uplift with its interval and test, incremental revenue at the
-    offers' expected value, the cost of the offers the treated took, ROI; for retention, the churn rates."""
-    contacted = await _contacted(session, campaign.id)
-    treated = await _group(session, campaign.id, campaigns.TREATMENT, contacted.get(campaigns.TREATMENT, 0))
-    held_out = await _group(session, campaign.id, campaigns.CONTROL, contacted.get(campaigns.CONTROL, 0))
-    cost = await session.scalar(
-        select(func.coalesce(func.sum(Offer.cost_fen), 0))
-        .select_from(Response)
-        .join(Offer, Offer.id == Response.offer_id)
-        .where(Response.campaign_id == campaign.id, Response.group == campaigns.TREATMENT)
-    )
-    cost_fen = int(cost or 0)
-    comparable = treated.customers > 0 and held_out.customers > 0
-    response = retention = revenue = roi = None
-    if comparable:
-        card = evaluation.evaluate(
-            Proportions(treated.customers, treated.responded, held_out.customers, held_out.responded),
-            treated.value_fen,
-            held_out.value_fen,
-            cost_fen,
-        )
-        response, revenue, roi = card.response, card.incremental_revenue_fen, card.roi
-        if campaign.objective == "retention":
-            retention = evaluation.retention(
-                Proportions(treated.customers, treated.churned, held_out.customers, held_out.churned)
+    offers' expected value, the cost of the offers the treated took, ROI, for the campaign and each offer; for
+    retention, the churn rates."""
+    customers = dict(
+        (
+            await session.execute(
+                select(Assignment.group, func.count())
+                .where(Assignment.campaign_id == campaign.id)
+                .group_by(Assignment.group)
             )
-    return Report(treated, held_out, response, retention, revenue, cost_fen, roi)
+        ).all()
+    )
+    churned = dict(
+        (
+            await session.execute(
+                select(Response.group, func.count())
+                .where(Response.campaign_id == campaign.id, Response.kind == CHURNED)
+                .group_by(Response.group)
+            )
+        ).all()
+    )
+    contacted, accepted = await _contacted(session, campaign.id), await _accepted(session, campaign.id)
+    groups = {
+        group: GroupFigures(
+            customers.get(group, 0),
+            *_summed(contacted, group, every_offer=True),
+            *_summed(accepted, group, every_offer=True),
+            churned.get(group, 0),
+        )
+        for group in (campaigns.TREATMENT, campaigns.CONTROL)
+    }
+    treated, held_out = groups[campaigns.TREATMENT], groups[campaigns.CONTROL]
+    comparable = treated.customers > 0 and held_out.customers > 0
+
+    def card(
+        treated_taken: int, treated_value: int, control_taken: int, control_value: int, cost_fen: int
+    ) -> evaluation.Evaluation | None:
+        if not comparable:
+            return None
+        taken = Proportions(treated.customers, treated_taken, held_out.customers, control_taken)
+        return evaluation.evaluate(taken, treated_value, control_value, cost_fen)
+
+    offers = []
+    for offer in await campaigns.offers_of(session, campaign.id):
+        treated_taken, treated_value = _summed(accepted, campaigns.TREATMENT, offer.id)
+        control_taken, control_value = _summed(accepted, campaigns.CONTROL, offer.id)
+        cost_fen = treated_taken * offer.cost_fen
+        found = card(treated_taken, treated_value, control_taken, control_value, cost_fen)
+        offers.append(
+            OfferFigures(
+                offer.id,
+                offer.code,
+                offer.name,
+                *_summed(contacted, campaigns.TREATMENT, offer.id),
+                treated_taken,
+                control_taken,
+                treated_value,
+                cost_fen,
+                found.response if found else None,
+                found.incremental_revenue_fen if found else None,
+                found.roi if found else None,
+            )
+        )
+    cost_fen = sum(o.cost_fen for o in offers)
+    whole = card(treated.responded, treated.value_fen, held_out.responded, held_out.value_fen, cost_fen)
+    retention = None
+    if comparable and campaign.objective == "retention":
+        retention = evaluation.retention(
+            Proportions(treated.customers, treated.churned, held_out.customers, held_out.churned)
+        )
+    return Report(
+        treated,
+        held_out,
+        whole.response if whole else None,
+        retention,
+        whole.incremental_revenue_fen if whole else None,
+        cost_fen,
+        whole.roi if whole else None,
+        offers,
+    )

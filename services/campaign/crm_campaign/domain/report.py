@@ -54,6 +54,27 @@ def _uplift_rows(label: str, u: Uplift | None) -> str:
     )
 
 
+def _offer_rows(report: Report) -> str:
+    """Each offer's take-up in both groups, its uplift and what it earned against what it cost."""
+    rows = []
+    for o in report.offers:
+        u = o.response
+        uplift = "—" if u is None else f"{u.uplift:+.2%} [{u.ci_low:+.2%}, {u.ci_high:+.2%}]"
+        roi = "—" if o.roi is None else f"{o.roi:.2%}"
+        rows.append(
+            f"<tr><th>{html.escape(o.code)}</th><td>{html.escape(o.name)}</td><td>{o.contacted:,}</td>"
+            f"<td>{o.delivered:,}</td><td>{o.treatment_responded:,}</td><td>{o.control_responded:,}</td>"
+            f"<td>{uplift}</td><td>{_fen(o.incremental_revenue_fen)}</td><td>{_fen(o.cost_fen)}</td><td>{roi}</td></tr>"
+        )
+    if not rows:
+        return ""
+    head = (
+        "<tr><th>offer 优惠</th><th></th><th>contacted</th><th>delivered</th><th>treatment responded</th>"
+        "<th>control responded</th><th>uplift</th><th>incremental revenue</th><th>cost</th><th>ROI</th></tr>"
+    )
+    return f"<h2>By offer (分优惠)</h2>\n<table>{head}\n" + "\n".join(rows) + "</table>"
+
+
 def render(campaign: Campaign, report: Report) -> str:
     t, c = report.treatment, report.control
     charts: list[tuple[str, str]] = []
@@ -70,6 +91,7 @@ def render(campaign: Campaign, report: Report) -> str:
     rows: list[tuple[str, Any, Any]] = [
         ("customers", t.customers, c.customers),
         ("contacted", t.contacted, c.contacted),
+        ("delivered", t.delivered, c.delivered),
         ("responded", t.responded, c.responded),
         ("churned", t.churned, c.churned),
     ]
@@ -91,6 +113,7 @@ figure{{margin:1em 0}}</style></head><body>
 <tr><th>Cost of offers taken (成本)</th><td colspan=2>{_fen(report.cost_fen)}</td></tr>
 <tr><th>ROI</th><td colspan=2>{roi}</td></tr>
 </table>
+{_offer_rows(report)}
 {figures}
 </body></html>
 """
