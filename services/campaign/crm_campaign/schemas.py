@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from crm_kit.shapes import Strict, ZonedTime
 
 Objective = Literal["retention", "upsell", "cross_sell", "win_back", "care"]
-Channel = Literal["sms", "email", "push", "outbound_call"]
+Channel = Literal["sms", "email", "push", "outbound_call", "store"]
 OfferKind = Literal["plan_upgrade", "data_pack", "discount", "handset", "loyalty_points"]
 Status = Literal["draft", "scheduled", "running", "completed", "cancelled"]
 Code = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")

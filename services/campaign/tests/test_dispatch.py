@@ -193,6 +193,32 @@ async def test_the_weekly_cap_counts_every_campaign_and_priority_decides_overlap
     assert (await campaign.http.post(f"{CAMPAIGNS}/{high}/dispatch")).json()["sent"] == 2
 
 
+async def test_the_store_offers_at_the_counter_at_any_hour_and_outside_the_cap(campaign: Campaigns) -> None:
+    """厅店推荐: C2 (never asked) and C3 (do-not-disturb) are offered at the counter too; C4's open complaint still
+    keeps marketing away. Late at night, after two texts this week, the store's offers go at once, and they do not
+    count against the cap of a text campaign the next morning."""
+    await people(campaign)
+    campaign.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    for name in ("短信一", "短信二"):
+        cid = await running(campaign, name, channels=["sms"])
+        assert (await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()["sent"] == 2
+        assert (await campaign.http.post(f"{CAMPAIGNS}/{cid}/complete")).status_code == 200
+
+    campaign.clock.now = datetime(2026, 11, 23, 23, tzinfo=SHANGHAI).astimezone(UTC)
+    store = await running(campaign, "厅店推荐", channels=["store"])
+    r = await campaign.http.post(f"{CAMPAIGNS}/{store}/dispatch")
+    assert r.json() == {"sent": 4, "deferred": 0, "suppressed": {"open_complaint": 1}}
+    assert {who: channel for who, (_, channel, _) in (await contacts(campaign, store)).items()} == dict.fromkeys(
+        ("C1", "C2", "C3", "C4", "C5"), "store"
+    )
+    assert (await campaign.http.post(f"{CAMPAIGNS}/{store}/complete")).status_code == 200
+
+    campaign.clock.now = datetime(2026, 11, 25, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    third = await running(campaign, "短信三", channels=["sms"])
+    capped = (await campaign.http.post(f"{CAMPAIGNS}/{third}/dispatch")).json()
+    assert (capped["sent"], capped["suppressed"].get("frequency_cap")) == (0, 2), "two texts, the store not counted"
+
+
 async def test_only_a_running_campaign_dispatches(campaign: Campaigns) -> None:
     r = await campaign.http.post(
         CAMPAIGNS,

@@ -11,6 +11,7 @@ import pytest
 
 from crm_campaign.domain.policy import (
     CHANNELS,
+    IN_PERSON,
     OBJECTIVES,
     PURPOSES,
     CustomerFacts,
@@ -27,6 +28,8 @@ SETTINGS = PolicySettings()
 NOON = datetime(2026, 11, 20, 12, tzinfo=SHANGHAI)
 WEEK = timedelta(days=7)
 SECOND = timedelta(seconds=1)
+SENT_TO_THEM = [channel for channel in CHANNELS if channel not in IN_PERSON]
+"""The channels that reach the customer wherever they are: the ones consent, do-not-disturb and the cap govern."""
 EVERY_CONSENT = {(channel, purpose): True for channel in CHANNELS for purpose in PURPOSES}
 
 
@@ -119,9 +122,9 @@ def test_a_service_notice_stops_at_an_explicit_refusal() -> None:
 # do-not-disturb
 
 
-def test_do_not_disturb_silences_marketing_on_every_channel() -> None:
+def test_do_not_disturb_silences_marketing_on_every_channel_that_reaches_them() -> None:
     customer = facts(dnd_enabled=True, dnd_until=NOON + timedelta(days=30))
-    for channel in CHANNELS:
+    for channel in SENT_TO_THEM:
         assert check(planned(channel), customer, SETTINGS) is Suppression.DO_NOT_DISTURB
 
 
@@ -384,6 +387,26 @@ def test_a_naive_time_is_refused() -> None:
         planned(at=naive)
     with pytest.raises(ValueError, match="naive"):
         next_allowed(naive, SETTINGS)
+
+
+def test_the_store_asks_no_channel_consent_and_ignores_do_not_disturb_quiet_hours_and_the_cap() -> None:
+    night = shanghai(23)
+    alone = facts(
+        consents={("sms", "marketing"): False},
+        dnd_enabled=True,
+        recent_contacts=[night - timedelta(hours=n) for n in range(1, 5)],
+    )
+    assert check(planned("store", at=night), alone, SETTINGS) is None
+    assert check(planned("sms", at=night), alone, SETTINGS) is Suppression.CONSENT_WITHDRAWN
+
+
+def test_the_store_offers_nothing_to_the_erased_or_to_a_customer_with_an_open_complaint() -> None:
+    assert check(planned("store"), facts(erased=True), SETTINGS) is Suppression.ERASED
+    assert check(planned("store", "service"), facts(erased=True), SETTINGS) is Suppression.ERASED
+    assert check(planned("store"), facts(open_complaints=1), SETTINGS) is Suppression.OPEN_COMPLAINT
+    assert check(planned("store", "service"), facts(open_complaints=1), SETTINGS) is None, "care still goes"
+    lenient = replace(SETTINGS, exclude_open_complaints=False)
+    assert check(planned("store"), facts(open_complaints=1), lenient) is None
 
 
 def test_an_unknown_channel_or_purpose_is_refused() -> None:

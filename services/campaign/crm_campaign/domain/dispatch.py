@@ -34,6 +34,7 @@ from crm_campaign import events
 from crm_campaign.domain import campaigns
 from crm_campaign.domain.policy import (
     CAP_WINDOW,
+    IN_PERSON,
     CustomerFacts,
     PlannedContact,
     PolicySettings,
@@ -145,6 +146,7 @@ class Due(NamedTuple):
 _RECENT_MARKETING = select(Contact.customer_id, Contact.sent_at).where(
     Contact.customer_id.in_(bindparam("ids", expanding=True)),
     Contact.purpose == "marketing",
+    Contact.channel.not_in(sorted(IN_PERSON)),
     Contact.status == SENT,
     Contact.sent_at > bindparam("since", type_=Contact.sent_at.type),
 )

@@ -13,7 +13,11 @@ from enum import StrEnum
 
 from crm_kit.presentation import SHANGHAI
 
-CHANNELS = ("sms", "email", "push", "outbound_call")
+CHANNELS = ("sms", "email", "push", "outbound_call", "store")
+IN_PERSON = frozenset({"store"})
+"""Offered at the counter (厅店推荐) when the customer next comes in, not sent to them: no channel consent to ask
+(there is no such channel to refuse), nothing to disturb or keep from the night, and not counted by the cap on
+what reaches customers unasked. An erased customer and one with an open complaint still get no offer."""
 PURPOSES = ("marketing", "service")
 OBJECTIVES = ("retention", "upsell", "cross_sell", "win_back", "care")
 CAP_WINDOW = timedelta(days=7)
@@ -108,6 +112,8 @@ def check(contact: PlannedContact, customer: CustomerFacts, settings: PolicySett
     5. quiet_hours — the interrupting channels wait out the night, for every purpose (Shanghai wall clock).
     6. frequency_cap — marketing only, counted over all campaigns in (at − 7 days, at].
 
+    An in-person channel (the store, `IN_PERSON`) is judged on erasure and open complaints only.
+
     The customer's own word comes before the house rules, and quiet hours, the one reason dispatch defers on
     (`next_allowed`) rather than drops, comes after every lasting reason, so a deferred contact is not one that
     would be refused anyway. The cap is judged last; a deferred contact is checked again when it goes.
@@ -115,6 +121,8 @@ def check(contact: PlannedContact, customer: CustomerFacts, settings: PolicySett
     marketing = contact.purpose == "marketing"
     if customer.erased:
         return Suppression.ERASED
+    if contact.channel in IN_PERSON:
+        return Suppression.OPEN_COMPLAINT if _complaint_stops(contact, customer, settings) else None
     consent = customer.consents.get((contact.channel, contact.purpose))
     if consent is False:
         return Suppression.CONSENT_WITHDRAWN
@@ -122,7 +130,7 @@ def check(contact: PlannedContact, customer: CustomerFacts, settings: PolicySett
         return Suppression.NO_CONSENT
     if marketing and _dnd_in_force(customer, contact.at):
         return Suppression.DO_NOT_DISTURB
-    if marketing and settings.exclude_open_complaints and customer.open_complaints > 0:
+    if _complaint_stops(contact, customer, settings):
         return Suppression.OPEN_COMPLAINT
     if contact.channel in settings.quiet_channels and _is_quiet(contact.at.astimezone(SHANGHAI).time(), settings):
         return Suppression.QUIET_HOURS
@@ -139,6 +147,10 @@ def next_allowed(at: datetime, settings: PolicySettings) -> datetime:
         return at.astimezone(UTC)
     day = local.date() if local.time() < settings.quiet_end else local.date() + timedelta(days=1)
     return datetime.combine(day, settings.quiet_end, SHANGHAI).astimezone(UTC)
+
+
+def _complaint_stops(contact: PlannedContact, customer: CustomerFacts, settings: PolicySettings) -> bool:
+    return contact.purpose == "marketing" and settings.exclude_open_complaints and customer.open_complaints > 0
 
 
 def _dnd_in_force(customer: CustomerFacts, at: datetime) -> bool:

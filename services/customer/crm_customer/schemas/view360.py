@@ -110,7 +110,9 @@ class CampaignContactOut(BaseModel):
     contact_id: str
     campaign_id: str
     campaign_name: str | None
-    channel: str = Field(description="sms, email, push, outbound_call; unknown until the contact itself is reported")
+    channel: str = Field(
+        description="sms, email, push, outbound_call, store; unknown until the contact itself is reported"
+    )
     offer_code: str | None
     offer_name: str | None
     status: str = Field(description="sent or responded")
