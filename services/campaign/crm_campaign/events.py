@@ -23,7 +23,7 @@ CONTACT_RESPONDED = "campaign.contact.responded.v1"
 
 def subscription(contracts: Contracts, group: str) -> Subscription:
     """The view of customers from customer.*, churn.score and ticketing.ticket; responses from the BOSS's plan
-    changes and recharges, and churn (a customer left with no line open) from customer.profile."""
+    changes, add-on orders and recharges, and churn (a customer left with no line open) from customer.profile."""
 
     async def on_event(session: AsyncSession, event: CloudEvent) -> None:
         await projections.apply(session, event.type, event.data)

@@ -130,6 +130,7 @@ class Offer(Base):
     expected_value_fen: Mapped[int] = mapped_column(BigInteger, doc="the revenue one acceptance is expected to bring")
     plan_code: Mapped[str | None] = mapped_column(String(64), doc="plan_upgrade: the plan a plan change must reach")
     min_recharge_fen: Mapped[int | None] = mapped_column(BigInteger, doc="a recharge of at least this takes it up")
+    addon_code: Mapped[str | None] = mapped_column(String(32), doc="an order of this add-on (叠加包) takes it up")
 
 
 class Assignment(Base):

@@ -27,6 +27,13 @@ class OfferIn(Strict):
         None, min_length=1, max_length=64, description="plan_upgrade: the plan a plan change must reach to count"
     )
     min_recharge_fen: int | None = Field(None, gt=0, description="A recharge of at least this counts as taking it up")
+    addon_code: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="An order of this add-on (叠加包: data, voice, SMS, roaming pack) counts as taking it up",
+    )
 
 
 class OfferOut(BaseModel):
@@ -38,6 +45,7 @@ class OfferOut(BaseModel):
     expected_value_fen: int
     plan_code: str | None
     min_recharge_fen: int | None
+    addon_code: str | None
 
 
 class AudienceIn(Strict):

@@ -172,6 +172,15 @@ RECHARGE = {
     "min_recharge_fen": 10_000,
 }
 
+STREAMING = {
+    "code": "STREAM-10G",
+    "name": "10GB 视频流量包",
+    "kind": "data_pack",
+    "cost_fen": 500,
+    "expected_value_fen": 3_000,
+    "addon_code": "PACK-DATA-10G",
+}
+
 
 async def test_the_report_gives_each_offer_its_own_take_up_and_uplift(campaign: Campaigns) -> None:
     """Contacts carry the first offer by code (the recharge); a customer may take up the other one instead, and each
@@ -179,7 +188,7 @@ async def test_the_report_gives_each_offer_its_own_take_up_and_uplift(campaign: 
     c = campaign
     c.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
     await population(c)
-    cid = await launched(c, offers=[UPGRADE, RECHARGE])
+    cid = await launched(c, offers=[UPGRADE, RECHARGE, STREAMING])
     treatment, held_out = control.assign(cid, CUSTOMERS, Decimal("0.5"))
 
     def recharge(who: str, amount_fen: int) -> CloudEvent:
@@ -192,7 +201,20 @@ async def test_the_report_gives_each_offer_its_own_take_up_and_uplift(campaign: 
             boss_event_id=f"BOSS-RC-{who}-{amount_fen}",
         )
 
+    def addon(who: str, code: str) -> CloudEvent:
+        at = (c.clock.now + timedelta(days=4)).isoformat()
+        data = c.example("billing.subscription.addon_ordered.v1")
+        return c.event(
+            "billing.subscription.addon_ordered.v1",
+            customer_id=who,
+            occurred_at=at,
+            addon={**data["addon"], "code": code},
+            boss_event_id=f"BOSS-AO-{who}-{code}",
+        )
+
     await c.send(
+        *(addon(who, "PACK-DATA-10G") for who in treatment[7:10]),
+        addon(treatment[10], "PACK-DATA-30G"),  # another pack is not the offer
         *(recharge(who, 10_000) for who in treatment[:5]),
         recharge(held_out[0], 20_000),
         recharge(held_out[1], 5_000),  # less than the offer asks
@@ -202,11 +224,12 @@ async def test_the_report_gives_each_offer_its_own_take_up_and_uplift(campaign: 
 
     report = (await c.http.get(f"{CAMPAIGNS}/{cid}/report")).json()
     by_code = {o["code"]: o for o in report["offers"]}
-    assert list(by_code) == ["RCH-100", "UPG-199"]
+    assert list(by_code) == ["RCH-100", "STREAM-10G", "UPG-199"]
     taken = {code: (o["contacted"], o["treatment_responded"], o["control_responded"]) for code, o in by_code.items()}
-    assert taken == {"RCH-100": (len(treatment), 5, 1), "UPG-199": (0, 2, 1)}
+    assert taken == {"RCH-100": (len(treatment), 5, 1), "STREAM-10G": (0, 3, 0), "UPG-199": (0, 2, 1)}
     for code, treated_taken, control_taken, value, cost in (
         ("RCH-100", 5, 1, 10_000, 2_000),
+        ("STREAM-10G", 3, 0, 3_000, 500),
         ("UPG-199", 2, 1, 84_000, 9_950),
     ):
         expected = uplift(Proportions(len(treatment), treated_taken, len(held_out), control_taken))
@@ -216,8 +239,8 @@ async def test_the_report_gives_each_offer_its_own_take_up_and_uplift(campaign: 
         assert (offer["value_fen"], offer["cost_fen"]) == (treated_taken * value, treated_taken * cost)
         assert offer["incremental_revenue_fen"] == revenue
         assert Decimal(offer["roi"]) == roi(revenue, treated_taken * cost)
-    assert report["treatment"]["responded"] == 7 and report["control"]["responded"] == 2
-    assert report["cost_fen"] == 5 * 2_000 + 2 * 9_950
+    assert report["treatment"]["responded"] == 10 and report["control"]["responded"] == 2
+    assert report["cost_fen"] == 5 * 2_000 + 3 * 500 + 2 * 9_950
 
     page = (await c.http.get(f"{CAMPAIGNS}/{cid}/report.html")).text
     assert "By offer" in page and "充100送20" in page and "升档199 首月半价" in page

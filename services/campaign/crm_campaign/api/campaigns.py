@@ -74,6 +74,7 @@ async def _shape(session: DbSession, campaign: Campaign) -> CampaignOut:
                 expected_value_fen=o.expected_value_fen,
                 plan_code=o.plan_code,
                 min_recharge_fen=o.min_recharge_fen,
+                addon_code=o.addon_code,
             )
             for o in offers
         ],

@@ -1,7 +1,8 @@
 """Attribution (效果归因): what the BOSS says customers did, credited to the campaigns whose audience they are in.
 
 A response is an offer taken up within the campaign's response window after the customer was assigned: a plan
-change to the plan a plan-upgrade offer names, or a recharge of at least an offer's amount. Treatment and control
+change to the plan a plan-upgrade offer names, an order of the add-on (叠加包) an offer names, or a recharge of at
+least an offer's amount. Treatment and control
 are judged alike, from their assignment (intent to treat): control customers who take the same plan on their own
 are what the uplift is measured against. For retention campaigns, a customer left with no line open within 60 days
 of assignment has churned. One response of each kind per customer and campaign: rates are shares of customers."""
@@ -37,6 +38,7 @@ class Terms(NamedTuple):
     id: str
     plan_code: str | None
     min_recharge_fen: int | None
+    addon_code: str | None
     expected_value_fen: int
 
 
@@ -82,6 +84,7 @@ _ASSIGNED = (
         Offer.id,
         Offer.plan_code,
         Offer.min_recharge_fen,
+        Offer.addon_code,
         Offer.expected_value_fen,
     )
     .join(Campaign, Campaign.id == Assignment.campaign_id)
@@ -115,12 +118,15 @@ async def _assigned(session: AsyncSession, customer_id: str, at: datetime) -> li
 def _takes_up(offer: Terms, event_type: str, data: Mapping[str, Any]) -> bool:
     if event_type == PLAN_CHANGED:
         return offer.plan_code is not None and data["plan"]["code"] == offer.plan_code
+    if event_type == ADDON_ORDERED:
+        return offer.addon_code is not None and data["addon"]["code"] == offer.addon_code
     return offer.min_recharge_fen is not None and int(data["amount_fen"]) >= offer.min_recharge_fen
 
 
 PLAN_CHANGED = "billing.subscription.plan_changed.v1"
+ADDON_ORDERED = "billing.subscription.addon_ordered.v1"
 RECHARGED = "billing.payment.recharged.v1"
-RESPONSE_EVENTS = (PLAN_CHANGED, RECHARGED)
+RESPONSE_EVENTS = (PLAN_CHANGED, ADDON_ORDERED, RECHARGED)
 
 
 async def _record(
@@ -150,8 +156,8 @@ async def _record(
 async def on_billing(
     session: AsyncSession, contracts: Contracts, event_id: str, event_type: str, data: Mapping[str, Any], at: datetime
 ) -> None:
-    """A plan change or recharge: a response to each campaign of the customer whose offer it takes up in time;
-    a treated customer's is published on campaign.contact (办理)."""
+    """A plan change, add-on order or recharge: a response to each campaign of the customer whose offer it takes up
+    in time; a treated customer's is published on campaign.contact (办理)."""
     for assigned in await _assigned(session, data["customer_id"], at):
         if at > assigned.assigned_at + timedelta(days=assigned.response_window_days):
             continue
