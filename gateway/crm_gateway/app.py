@@ -6,8 +6,8 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from crm_gateway.api import router
-from crm_gateway.domain import BOSS_FILES, RouteTable
+from crm_gateway.api.proxy import router
+from crm_gateway.domain.routing import BOSS_FILES, RouteTable
 from crm_gateway.settings import Settings
 from crm_kit.observability import configure_logging, service_metrics
 from crm_kit.presentation import JSONResponse

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from crm_gateway.app import create_app
-from crm_gateway.domain import Route, RouteTable
+from crm_gateway.domain.routing import Route, RouteTable
 from crm_gateway.settings import Settings
 from crm_kit.broker import free_port
 from crm_kit.errors import PROBLEM_BASE, PROBLEM_JSON

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from crm_gateway.domain import RouteTable, forwardable
+from crm_gateway.domain.routing import RouteTable, forwardable
 from crm_kit.errors import NotFound, UpstreamTimeout, UpstreamUnavailable, problem
 from crm_kit.observability import ROUTE_LABEL
 from crm_kit.presentation import JSONResponse
