@@ -155,7 +155,8 @@ async def test_a_campaign_is_scheduled_launched_split_and_completed(campaign: Ca
     assert_problem(await campaign.http.post(f"{CAMPAIGNS}/{cid}/cancel", json={"reason": "late"}), 409, "status")
 
     listed = await campaign.http.get(CAMPAIGNS, params={"status": "completed"})
-    assert [c["id"] for c in listed.json()] == [cid]
+    assert listed.json() == [completed.json()], "a campaign listed shows its offers and groups as read alone"
+    assert listed.json()[0]["offers"] and listed.json()[0]["treatment"] + listed.json()[0]["control"] == 4
     assert listed.headers["X-Total-Count"] == "1"
 
 
