@@ -113,6 +113,8 @@ class Campaign(Base):
     launched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="completed or cancelled")
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    dispatch_lease: Mapped[str | None] = mapped_column(String(32), doc="the dispatch run holding the campaign")
+    dispatch_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="free again after this")
 
 
 class Offer(Base):

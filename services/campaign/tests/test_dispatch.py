@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from crm_campaign.domain import dispatch
 from crm_campaign.domain.policy import PolicySettings
-from crm_campaign.models import Contact, OutboundMessage
-from crm_kit.db import Database
+from crm_campaign.models import Campaign, Contact, OutboundMessage
+from crm_kit.db import Database, utcnow
 from crm_kit.events import CloudEvent
 from crm_kit.presentation import SHANGHAI
 from crm_kit.testing import assert_problem, read_topic
@@ -274,3 +274,29 @@ async def test_a_run_in_small_batches_defers_at_night_and_sends_each_in_the_morn
     found = await contacts(campaign, cid)
     assert {k for k, (status, _, _) in found.items() if status == "sent"} == consenting
     assert len(found) == 23
+
+
+async def test_one_run_dispatches_a_campaign_at_a_time(campaign: Campaigns) -> None:
+    """While a run (another replica's, the calendar's) holds the campaign's lease, "dispatch now" is refused and the
+    calendar leaves it alone; a lease its holder stopped renewing is free again; a finished run gives it back."""
+    await people(campaign)
+    campaign.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    cid = await running(campaign, "租约")
+    db = Database(campaign.database_url)
+    adapter = dispatch.OutboxChannel(campaign.contracts)
+    try:
+        held = utcnow() + timedelta(seconds=30)
+        assert await dispatch._lease(db, cid, "another-run", held, take=True)
+        assert_problem(await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch"), 409)
+        await dispatch.run_due(db, adapter, PolicySettings(), campaign.clock.now)
+        assert await contacts(campaign, cid) == {}, "the calendar left it to the run holding it"
+
+        assert await dispatch._lease(db, cid, "another-run", utcnow() - timedelta(seconds=1))  # it stalled
+        r = await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")
+        assert (r.status_code, r.json()["sent"]) == (200, 2), r.text
+        async with db.sessions() as session:
+            ended = await session.get(Campaign, cid)
+            assert ended is not None and (ended.dispatch_lease, ended.dispatch_lease_until) == (None, None)
+        assert not await dispatch._lease(db, cid, "another-run", None), "its old holder no longer holds it"
+    finally:
+        await db.dispose()

@@ -6,7 +6,9 @@ allows), deferred (quiet hours: it goes at the window's end), or suppressed with
 also in the treatment group of a running campaign of higher priority is left to it (outranked), so overlapping
 campaigns do not pile up on one person. The rows make a run resumable and idempotent: a run that stops half-way
 picks up the customers without a row (and the deferred ones now due), and a second run sends nobody twice. A run
-sends at most `rate_per_second` contacts a second, so a channel gateway is never flooded.
+sends at most `rate_per_second` contacts a second, so a channel gateway is never flooded. One run of a campaign at
+a time, in any process: a run holds the campaign's dispatch lease, renewed with every batch, so a marketer's
+"dispatch now" and the calendar's tick (or two replicas' ticks) cannot both send a deferred contact.
 
 A run walks the treatment group once in customer-id order, each batch starting past the last customer the one
 before judged (keyset), so a million-customer campaign costs each batch the same. A batch reads what the policy
@@ -18,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import and_, bindparam, false, func, select, true, update
+from sqlalchemy import and_, bindparam, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -44,10 +47,12 @@ from crm_campaign.domain.policy import (
 )
 from crm_campaign.domain.policy import next_allowed as quiet_until
 from crm_campaign.models import Assignment, Campaign, Complaint, Consent, Contact, Customer, Offer, OutboundMessage
-from crm_kit.db import Database, insert_many
+from crm_kit.db import Database, insert_many, utcnow
+from crm_kit.errors import Conflict
 from crm_kit.events import Contracts
 from crm_kit.outbox import stage_many
 
+log = logging.getLogger(__name__)
 SENT, DEFERRED, SUPPRESSED = "sent", "deferred", "suppressed"
 
 
@@ -384,6 +389,34 @@ async def write(session: AsyncSession, batch: Batch, adapter: ChannelAdapter) ->
     await adapter.deliver(session, batch.messages)
 
 
+LEASE = timedelta(seconds=60)
+"""How long a run holds the campaign without renewing: a run that dies frees it this long after its last batch."""
+
+
+class DispatchBusy(Conflict):
+    """Another run is dispatching the campaign now."""
+
+
+async def _hold(session: AsyncSession, campaign_id: str, holder: str, until: datetime | None, *, take: bool) -> bool:
+    """Take (if free, expired or ours), renew (if still ours) or, with `until` None, give back the campaign's
+    dispatch lease, in one conditional update. Held on the wall clock: the campaign clock `now` may be a simulated
+    one."""
+    ours = Campaign.dispatch_lease == holder
+    free = or_(Campaign.dispatch_lease.is_(None), Campaign.dispatch_lease_until < utcnow(), ours)
+    changed = await session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, free if take else ours)
+        .values(dispatch_lease=holder if until else None, dispatch_lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return changed.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+async def _lease(db: Database, campaign_id: str, holder: str, until: datetime | None, *, take: bool = False) -> bool:
+    async with db.sessions.begin() as session:
+        return await _hold(session, campaign_id, holder, until, take=take)
+
+
 def _dispatching(campaign: Campaign, now: datetime) -> bool:
     return campaign.status == campaigns.RUNNING and campaign.starts_at <= now < campaign.ends_at
 
@@ -414,7 +447,13 @@ async def dispatch(
     Each batch is written in one transaction, which first checks that the campaign still dispatches. While it is,
     the next batch is read and judged on a connection of its own: the database's work and the judging overlap,
     which on two cores nearly halves a PostgreSQL run. They are different customers (the batches follow each
-    other in customer order), and the contact's unique key still keeps a concurrent run from sending twice."""
+    other in customer order).
+
+    Raises DispatchBusy while another run holds the campaign's lease; a run that loses it (it stalled past the
+    lease and another took over) stops before its next write."""
+    holder = uuid.uuid4().hex
+    if not await _lease(db, campaign_id, holder, utcnow() + LEASE, take=True):
+        raise DispatchBusy(f"Campaign {campaign_id} is being dispatched by another run; it resumes where that one ends")
     total = DispatchResult()
     started = time.monotonic()
     ahead = asyncio.create_task(_judged(db, campaign_id, settings, now, batch_size, ""))
@@ -424,6 +463,8 @@ async def dispatch(
             if full:  # there may be more past its last customer
                 ahead = asyncio.create_task(_judged(db, campaign_id, settings, now, batch_size, batch.last))
             async with db.sessions.begin() as session:
+                if not await _hold(session, campaign_id, holder, utcnow() + LEASE, take=False):
+                    break
                 if not _dispatching(await campaigns.get(session, campaign_id), now):
                     break
                 await write(session, batch, adapter)
@@ -433,12 +474,14 @@ async def dispatch(
             if rate_per_second:
                 wait = total.sent / rate_per_second - (time.monotonic() - started)
                 if wait > 0:
+                    await _lease(db, campaign_id, holder, utcnow() + LEASE + timedelta(seconds=wait))
                     await asyncio.sleep(wait)
     finally:
         if not ahead.done():
             ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ahead
+        await _lease(db, campaign_id, holder, None)
     return total
 
 
@@ -475,4 +518,9 @@ async def run_due(
             )
         )
     for campaign_id in running:
-        await dispatch(db, campaign_id, adapter, settings, now, batch_size=batch_size, rate_per_second=rate_per_second)
+        try:
+            await dispatch(
+                db, campaign_id, adapter, settings, now, batch_size=batch_size, rate_per_second=rate_per_second
+            )
+        except DispatchBusy:
+            log.info("campaign %s is being dispatched by another run; the calendar leaves it to that one", campaign_id)
