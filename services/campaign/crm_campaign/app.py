@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from crm_campaign import events
-from crm_campaign.api import campaigns, deliveries
+from crm_campaign.api import campaigns, customers, deliveries
 from crm_campaign.domain import dispatch
 from crm_campaign.domain.policy import PolicySettings
 from crm_campaign.settings import Settings
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         settings=settings,
         migrations=Path(__file__).parent / "migrations",
-        routers=[campaigns.router, deliveries.router],
+        routers=[campaigns.router, deliveries.router, customers.router],
         subscriptions=[events.subscription(load_contracts(settings.contracts_dir.resolve()), settings.consumer_group)],
         on_startup=start_jobs,
     )

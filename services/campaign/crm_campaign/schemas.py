@@ -213,3 +213,22 @@ class ReportOut(BaseModel):
     cost_fen: int = Field(description="The offers the treated took up, at their cost")
     roi: Decimal | None = Field(description="(incremental revenue − cost) / cost")
     offers: list[OfferReportOut] = Field(description="The same figures for each offer (by code)")
+
+
+class CustomerContactOut(BaseModel):
+    contact_id: str
+    campaign_id: str
+    campaign_name: str
+    objective: str
+    purpose: Literal["marketing", "service"]
+    channel: str | None = Field(description="The channel it went (or will go) on; none when suppressed before one")
+    status: Literal["sent", "deferred", "suppressed"]
+    reason: str | None = Field(description="Why it was deferred or suppressed (no_consent, quiet_hours, …)")
+    offer_code: str | None
+    offer_name: str | None
+    planned_at: str = Field(description="When the dispatch decided it, China Standard Time (+08:00)")
+    sent_at: str | None
+    not_before: str | None = Field(description="Deferred: when it may go")
+    delivery: Literal["delivered", "failed"] | None = Field(description="What the channel reported; none: no receipt")
+    delivery_at: str | None
+    responded_at: str | None = Field(description="When the customer took up an offer of this campaign, if they did")

@@ -14,6 +14,8 @@ from crm_kit.db import utcnow
 CAMPAIGN_RUNNERS = ("marketer", "retention", "admin")
 CAMPAIGN_READERS = (*CAMPAIGN_RUNNERS, "analyst", "supervisor")
 CHANNEL_GATEWAYS = ("channel", "admin")
+CONTACT_READERS = (*CAMPAIGN_READERS, "agent")
+"""A customer's contacts: the campaign readers, and the agents who talk to the customer."""
 
 
 async def campaign_runner(principal: Caller) -> Principal:
@@ -23,6 +25,11 @@ async def campaign_runner(principal: Caller) -> Principal:
 
 async def campaign_reader(principal: Caller) -> Principal:
     principal.require_role(*CAMPAIGN_READERS)
+    return principal
+
+
+async def contact_reader(principal: Caller) -> Principal:
+    principal.require_role(*CONTACT_READERS)
     return principal
 
 
@@ -38,5 +45,6 @@ async def clock() -> datetime:
 
 Runner = Annotated[Principal, Depends(campaign_runner)]
 Reader = Annotated[Principal, Depends(campaign_reader)]
+ContactReader = Annotated[Principal, Depends(contact_reader)]
 Gateway = Annotated[Principal, Depends(channel_gateway)]
 Now = Annotated[datetime, Depends(clock)]
