@@ -24,7 +24,7 @@ from crm_gateway.app import create_app as gateway_app
 from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import free_port
 from crm_kit.db import utcnow
-from crm_kit.settings import KafkaSettings
+from crm_kit.settings import AuthSettings, KafkaSettings
 from crm_kit.testing import bearer, serve
 from crm_ticketing.app import create_app as ticketing_app
 from crm_ticketing.settings import Settings as TicketingSettings
@@ -59,16 +59,17 @@ class System:
 
 @pytest_asyncio.fixture
 async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[str]]) -> AsyncIterator[System]:
-    customer_port = free_port()
-    customer_settings = CustomerSettings(database_url=await database_url("customer"), kafka=kafka, log_json=False)
-    adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), kafka=kafka, log_json=False)
-    ticketing = TicketingSettings(database_url=await database_url("ticketing"), kafka=kafka, log_json=False)
-    churn = ChurnSettings(database_url=await database_url("churn"), kafka=kafka, log_json=False, batch_score_hour=None)
+    customer_port, gateway_port = free_port(), free_port()
+    # the services verify the gateway's RS256 tokens with its JWKS, and the tests' shared-secret tokens as well
+    auth = AuthSettings(jwks_url=f"http://127.0.0.1:{gateway_port}/.well-known/jwks.json")
+    common = {"kafka": kafka, "log_json": False, "auth": auth}
+    customer_settings = CustomerSettings(database_url=await database_url("customer"), **common)
+    adapter = BillingAdapterSettings(database_url=await database_url("billing-adapter"), **common)
+    ticketing = TicketingSettings(database_url=await database_url("ticketing"), **common)
+    churn = ChurnSettings(database_url=await database_url("churn"), batch_score_hour=None, **common)
     # the campaign calendar ticks on the real clock once at start, then not within a journey: campaigns are driven
     # through the API, in the journey's time
-    campaign = CampaignSettings(
-        database_url=await database_url("campaign"), kafka=kafka, log_json=False, dispatch_seconds=3600
-    )
+    campaign = CampaignSettings(database_url=await database_url("campaign"), dispatch_seconds=3600, **common)
     clock = Clock()
     campaigns = campaign_app(campaign)
     campaigns.dependency_overrides[campaign_clock] = clock.now
@@ -86,9 +87,11 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
                         ticketing_url=ticketing_url,
                         churn_url=churn_url,
                         campaign_url=campaign_url,
+                        database_url=await database_url("gateway"),
                         log_json=False,
                     )
-                )
+                ),
+                gateway_port,
             )
         )
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=15, headers=bearer()))

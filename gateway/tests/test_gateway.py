@@ -23,7 +23,7 @@ from crm_kit.errors import PROBLEM_BASE, PROBLEM_JSON
 from crm_kit.observability import service_metrics
 from crm_kit.service import instrument
 from crm_kit.settings import AppSettings
-from crm_kit.testing import serve
+from crm_kit.testing import bearer, serve
 
 CUSTOMER = "/tmf-api/customerManagement/v4/customer"
 TICKETS = "/tmf-api/troubleTicket/v4/troubleTicket"
@@ -75,8 +75,12 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def gateway(**settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway in front of `settings`' upstreams, and a client of it with an agent's token."""
     options = {"log_json": False, "timeout_seconds": 5.0, "connect_timeout_seconds": 1.0} | settings
-    async with serve(create_app(Settings(**options))) as url, httpx.AsyncClient(base_url=url, timeout=15) as client:
+    async with (
+        serve(create_app(Settings(**options))) as url,
+        httpx.AsyncClient(base_url=url, timeout=15, headers=bearer()) as client,
+    ):
         yield client
 
 
@@ -161,10 +165,11 @@ async def test_a_prefix_matches_whole_path_segments_only(gw: Gateway, path: str)
 async def test_query_string_body_and_headers_pass_through(gw: Gateway):
     query = "fields=name,status&offset=0&limit=10&name=%E5%BC%A0%E4%BC%9F&tag=a&tag=b"
     body = '{"name": "张伟", "status": "active"}'
+    token = bearer("agent-0042", roles=("agent", "supervisor"))
     r = await gw.client.patch(
         f"{CUSTOMER}/C1?{query}",
         content=body.encode(),
-        headers={"Content-Type": "application/merge-patch+json", "Authorization": "Bearer t0ken"},
+        headers={"Content-Type": "application/merge-patch+json", **token},
     )
     assert r.status_code == 200, r.text
     seen = r.json()
@@ -172,7 +177,7 @@ async def test_query_string_body_and_headers_pass_through(gw: Gateway):
     assert seen["query"] == query
     assert seen["body"] == body
     assert seen["content_type"] == "application/merge-patch+json"
-    assert seen["authorization"] == "Bearer t0ken"
+    assert seen["authorization"] == token["Authorization"], "the caller's token reaches the service as sent"
     assert seen["host"] == gw.customer.removeprefix("http://"), "the upstream is addressed by its own host"
     assert r.headers["x-total-count"] == "42"
     assert r.headers["location"] == f"{CUSTOMER}/C1/new"

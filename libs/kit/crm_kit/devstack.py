@@ -64,36 +64,39 @@ def stack(s: DevStackSettings) -> list[App]:
     def sqlite(name: str) -> str:
         return f"sqlite+aiosqlite:///{var / f'{name}.db'}"
 
+    # the services verify the gateway's RS256 tokens against its JWKS, and the dev shared-secret token too
+    jwks = {"CRM_AUTH_JWKS_URL": f"http://127.0.0.1:{s.gateway_port}/.well-known/jwks.json"}
+
     return [
         App(
             "customer",
             "crm_customer.app:create_app",
             s.customer_port,
-            {"CRM_CUSTOMER_DATABASE_URL": sqlite("customer")},
+            {"CRM_CUSTOMER_DATABASE_URL": sqlite("customer"), **jwks},
         ),
         App(
             "billing-adapter",
             "crm_billing_adapter.app:create_app",
             s.billing_adapter_port,
-            {"CRM_BILLING_ADAPTER_DATABASE_URL": sqlite("billing-adapter")},
+            {"CRM_BILLING_ADAPTER_DATABASE_URL": sqlite("billing-adapter"), **jwks},
         ),
         App(
             "ticketing",
             "crm_ticketing.app:create_app",
             s.ticketing_port,
-            {"CRM_TICKETING_DATABASE_URL": sqlite("ticketing")},
+            {"CRM_TICKETING_DATABASE_URL": sqlite("ticketing"), **jwks},
         ),
         App(
             "churn",
             "crm_churn.app:create_app",
             s.churn_port,
-            {"CRM_CHURN_DATABASE_URL": sqlite("churn")},
+            {"CRM_CHURN_DATABASE_URL": sqlite("churn"), **jwks},
         ),
         App(
             "campaign",
             "crm_campaign.app:create_app",
             s.campaign_port,
-            {"CRM_CAMPAIGN_DATABASE_URL": sqlite("campaign")},
+            {"CRM_CAMPAIGN_DATABASE_URL": sqlite("campaign"), **jwks},
         ),
         App(
             "gateway",
@@ -105,6 +108,7 @@ def stack(s: DevStackSettings) -> list[App]:
                 "CRM_GATEWAY_TICKETING_URL": f"http://127.0.0.1:{s.ticketing_port}",
                 "CRM_GATEWAY_CHURN_URL": f"http://127.0.0.1:{s.churn_port}",
                 "CRM_GATEWAY_CAMPAIGN_URL": f"http://127.0.0.1:{s.campaign_port}",
+                "CRM_GATEWAY_DATABASE_URL": sqlite("gateway"),
             },
         ),
     ]
@@ -249,6 +253,7 @@ def run(demo: bool = typer.Option(True, help="Load the demo population through t
             f"  metrics        http://127.0.0.1:<port>/metrics    logs: {logs}/\n"
             f"  credentials    a 12-hour dev token (agent, supervisor; pii:read) — or mint one: uv run crm-dev token\n"
             f"                 Authorization: Bearer {dev_token()}\n"
+            f"  console users  uv run crm-gateway user add <name> --role admin, then POST {gateway}/oauth2/token\n"
             f"Ctrl-C stops everything."
         )
         while not stopping:

@@ -6,6 +6,7 @@ Only this module (and its subclasses) reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,13 +39,29 @@ class KafkaSettings(BaseSettings):
 class AuthSettings(BaseSettings):
     """How callers prove who they are (`CRM_AUTH_*`): JWTs the gateway issues and every service verifies.
 
-    The default secret is for a laptop only; production sets `CRM_AUTH_JWT_SECRET` (or moves to RS256 keys).
+    Production: the gateway signs RS256 tokens and publishes its public keys; each service sets `CRM_AUTH_JWKS_URL`
+    to the gateway's `/.well-known/jwks.json` and `CRM_AUTH_ACCEPT_SHARED_SECRET=false`. The shared secret (HS256)
+    is for a laptop and tests (`crm-dev token`, `crm_kit.testing.bearer`): its default is known to everyone.
     """
 
     model_config = SettingsConfigDict(env_prefix="CRM_AUTH_", extra="ignore")
 
     jwt_secret: str = "dev-only-not-a-secret-change-me-in-production"  # noqa: S105 - the laptop default
-    jwt_algorithm: str = "HS256"
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    accept_shared_secret: bool = Field(
+        True, description="accept tokens signed with `jwt_secret`; false in production, where only the gateway signs"
+    )
+    jwks_url: str | None = Field(
+        None, description="the gateway's JWKS (…/.well-known/jwks.json): RS256 tokens are verified against its keys"
+    )
+    jwks_max_age_seconds: float = Field(300.0, gt=0, description="how long a fetched key set is used before a refetch")
+    jwks_min_refetch_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="the least time between two fetches: a token naming an unknown key fetches the set again, at "
+        "most this often, so forged key ids cannot make a service hammer the gateway",
+    )
+    jwks_timeout_seconds: float = Field(3.0, gt=0)
     issuer: str = "telecom-crm"
     audience: str = "telecom-crm"
     leeway_seconds: int = 30
