@@ -12,6 +12,8 @@ from crm_gateway.api import admin, auth, compose, docs
 from crm_gateway.api.proxy import router
 from crm_gateway.domain import tokens
 from crm_gateway.domain.identity import Edge, Passwords
+from crm_gateway.domain.limits import RateLimiter
+from crm_gateway.domain.resilience import Resilience
 from crm_gateway.domain.routing import BOSS_FILES, RouteTable
 from crm_gateway.settings import Settings
 from crm_kit.db import Database, upgrade_async, utcnow
@@ -54,12 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db, app.state.edge = await open_identity(settings)
+        app.state.limiter = RateLimiter.from_settings(settings.limits)
         limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=50)
         try:
             async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
                 app.state.http = client
                 yield
         finally:
+            await app.state.limiter.aclose()
             await db.dispose()
 
     app = FastAPI(
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.routes = RouteTable.from_settings(settings)
     app.state.settings = settings
     app.state.connect_timeout = settings.connect_timeout_seconds
+    app.state.resilience = Resilience(settings.resilience)
     app.state.passwords = Passwords(
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,

@@ -3,11 +3,13 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from crm_gateway.domain.limits import LimitSettings
+from crm_gateway.domain.resilience import ResilienceSettings
 from crm_kit.settings import AppSettings, AuthSettings
 
 
 class Settings(AppSettings):
-    model_config = SettingsConfigDict(env_prefix="CRM_GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CRM_GATEWAY_", env_nested_delimiter="__", extra="ignore")
 
     customer_url: str = "http://127.0.0.1:8001"
     billing_adapter_url: str = "http://127.0.0.1:8002"
@@ -65,4 +67,12 @@ class Settings(AppSettings):
     password_parallelism: int = Field(4, ge=1)
     api_key_touch_seconds: float = Field(
         60.0, ge=0, description="an API key's last use is written at most this often (not on every request)"
+    )
+    limits: LimitSettings = Field(
+        default_factory=LimitSettings,
+        description="rate limits and daily quotas per client and route (`CRM_GATEWAY_LIMITS__REDIS_URL` shares them "
+        "between replicas)",
+    )
+    resilience: ResilienceSettings = Field(
+        default_factory=ResilienceSettings, description="circuit breakers per upstream and retries of idempotent calls"
     )

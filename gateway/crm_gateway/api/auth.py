@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote
 
 from fastapi import APIRouter, Request
 
+from crm_gateway.api.edge import count
 from crm_gateway.domain import identity
 from crm_gateway.domain.identity import Edge, OAuthError, Passwords
 from crm_gateway.schemas import TokenOut
@@ -97,6 +98,7 @@ def _required(form: dict[str, str], name: str) -> str:
     openapi_extra=TOKEN_FORM,
 )
 async def token(request: Request) -> JSONResponse:
+    rate_limit_headers = await count(request, None)  # per address: a password guesser has no client id yet
     form = await _form(request)
     grant_type = _required(form, "grant_type")
     client = _client_credentials(request, form)
@@ -127,7 +129,7 @@ async def token(request: Request) -> JSONResponse:
         expires_in=int(edge.access_ttl.total_seconds()),
         scope=" ".join(grant.scopes),
     )
-    return JSONResponse(answer.model_dump(), headers=NO_STORE)
+    return JSONResponse(answer.model_dump(), headers={**NO_STORE, **rate_limit_headers})
 
 
 @router.get("/.well-known/jwks.json", summary="The public keys access tokens are signed with (RFC 7517)")

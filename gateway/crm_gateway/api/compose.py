@@ -6,25 +6,19 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import httpx
-from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from crm_gateway.api.edge import admit
 from crm_gateway.domain import compose
-from crm_gateway.domain.identity import Edge
-from crm_gateway.domain.openapi import API_KEY_HEADER
-from crm_gateway.domain.routing import RouteTable, forwardable
+from crm_gateway.domain.routing import RouteTable
 from crm_gateway.settings import Settings
 from crm_kit.errors import problem
 from crm_kit.presentation import JSONResponse
-from crm_kit.service import REQUEST_ID_HEADER
 
 router = APIRouter(tags=["360 view"])
-NOT_FORWARDED = frozenset(
-    {"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-api-key", "accept", "accept-encoding", "content-type"}
-)
-"""Set by the gateway itself (the request id, the client's address), an API key (it stays at the edge), or about a
-body and encoding the parts' GETs do not share with the caller's request."""
+NOT_FORWARDED = frozenset({"accept", "accept-encoding", "content-type"})
+"""About a body and encoding the parts' GETs do not share with the caller's request."""
 CustomerId = Annotated[
     str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The BOSS customer id, e.g. C110000012345")
 ]
@@ -86,28 +80,6 @@ def upstreams(table: RouteTable) -> compose.Upstreams:
     )
 
 
-async def forwarded_headers(request: Request) -> list[tuple[str, str]]:
-    """The caller's headers as the proxy passes them on (X-Access-Reason among them), with the gateway's request id
-    and the client's address. The credentials are admitted at the edge as the proxy's are: a bearer token goes on
-    as sent, an API key as the token it is exchanged for (401 here when neither is valid)."""
-    edge: Edge = request.app.state.edge
-    admission = await edge.admit(
-        authorization=request.headers.get("authorization"),
-        api_key=request.headers.get(API_KEY_HEADER),
-        path=request.url.path,
-    )
-    replaced = NOT_FORWARDED | ({"authorization"} if admission.authorization else set())
-    headers = [(k, v) for k, v in forwardable(request.headers.items()) if k.lower() not in replaced]
-    if admission.authorization:
-        headers.append(("Authorization", admission.authorization))
-    headers.append((REQUEST_ID_HEADER, correlation_id.get() or ""))
-    if request.client:
-        headers.append(("X-Forwarded-For", request.client.host))
-    headers.append(("X-Forwarded-Proto", request.url.scheme))
-    headers.append(("Accept", "application/json"))
-    return headers
-
-
 @router.get(
     "/api/v1/customers/{customer_id}/360",
     summary="The customer's 360 view composed from every service (客户360视图)",
@@ -123,6 +95,7 @@ async def view_360(
     own checks. A part that is slow, down or refused is `{"status": "missing", "reason": …}` and the rest still
     come; the customer part is the exception: its 404 or 403 is the answer (503/504 when that service is down or
     slow), since without it there is no customer to compose around."""
+    admitted = await admit(request, NOT_FORWARDED)
     settings = _settings(request)
     client: httpx.AsyncClient = request.app.state.http
     try:
@@ -130,7 +103,7 @@ async def view_360(
             client,
             upstreams(request.app.state.routes),
             customer_id,
-            await forwarded_headers(request),
+            [*admitted.headers, ("Accept", "application/json")],
             part_timeout=settings.compose_part_timeout_seconds,
             connect_timeout=settings.connect_timeout_seconds,
             items=items,
@@ -139,4 +112,4 @@ async def view_360(
         return problem(
             exc.status, exc.slug, exc.title, exc.detail, request.url.path, headers=exc.headers or None, **exc.extra
         )
-    return JSONResponse(view, headers=headers)
+    return JSONResponse(view, headers={**headers, **admitted.rate_limit_headers})

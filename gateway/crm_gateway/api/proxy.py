@@ -5,23 +5,20 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from crm_gateway.domain.identity import Edge
+from crm_gateway.api.edge import admit
+from crm_gateway.domain.resilience import Resilience
 from crm_gateway.domain.routing import RouteTable, forwardable
 from crm_kit.errors import NotFound, UpstreamTimeout, UpstreamUnavailable, problem
 from crm_kit.observability import ROUTE_LABEL
 from crm_kit.presentation import JSONResponse
-from crm_kit.service import REQUEST_ID_HEADER, metrics_endpoint
+from crm_kit.service import metrics_endpoint
 
 router = APIRouter()
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-# Set by the gateway itself (or its server), never copied across: a copy would send them twice. An API key stays at
-# the edge: the services see the token it was exchanged for.
-OWN_REQUEST_HEADERS = frozenset({"x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-api-key"})
 OWN_RESPONSE_HEADERS = frozenset({"x-request-id", "server", "date"})
 
 
@@ -33,8 +30,8 @@ def _client(request: Request) -> httpx.AsyncClient:
     return request.app.state.http  # type: ignore[no-any-return]
 
 
-def _edge(request: Request) -> Edge:
-    return request.app.state.edge  # type: ignore[no-any-return]
+def _resilience(request: Request) -> Resilience:
+    return request.app.state.resilience  # type: ignore[no-any-return]
 
 
 @router.get("/health/live", tags=["operations"], summary="The gateway process is up")
@@ -71,12 +68,7 @@ router.add_api_route(
 async def proxy(request: Request, path: str) -> Response:
     route = _table(request).resolve(request.url.path)
     setattr(request.state, ROUTE_LABEL, f"{route.prefix}* → {route.upstream}" if route else "unrouted")
-    admission = await _edge(request).admit(
-        authorization=request.headers.get("authorization"),
-        api_key=request.headers.get("x-api-key"),
-        path=request.url.path,
-        boss_signature=request.headers.get("x-boss-signature"),
-    )
+    admitted = await admit(request)
     if route is None:
         raise NotFound(f"No service serves {request.url.path}", field="path")
     # The path and query exactly as the client sent them: decoding and re-encoding would change `%2F`.
@@ -84,14 +76,7 @@ async def proxy(request: Request, path: str) -> Response:
     target = route.base_url + raw_path.decode("latin-1")
     if request.scope.get("query_string"):
         target += "?" + request.scope["query_string"].decode("latin-1")
-    replaced = OWN_REQUEST_HEADERS | ({"authorization"} if admission.authorization else set())
-    headers = [(k, v) for k, v in forwardable(request.headers.items()) if k.lower() not in replaced]
-    if admission.authorization:
-        headers.append(("Authorization", admission.authorization))
-    headers.append((REQUEST_ID_HEADER, correlation_id.get() or ""))
-    if request.client:  # the server has already resolved the client through the proxies it trusts
-        headers.append(("X-Forwarded-For", request.client.host))
-    headers.append(("X-Forwarded-Proto", request.url.scheme))
+    headers = admitted.headers
     if route.connection_per_request:
         headers.append(("Connection", "close"))
     client = _client(request)
@@ -103,7 +88,7 @@ async def proxy(request: Request, path: str) -> Response:
         timeout=httpx.Timeout(route.timeout_seconds, connect=request.app.state.connect_timeout),
     )
     try:
-        upstream = await client.send(upstream_request, stream=True)
+        upstream = await _resilience(request).send(client, upstream_request, route.upstream)
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise _unavailable(route.upstream, exc) from exc
     except httpx.TimeoutException as exc:
@@ -120,6 +105,7 @@ async def proxy(request: Request, path: str) -> Response:
     )
     for k, v in response_headers:
         response.headers.append(k, v)
+    response.headers.update(admitted.rate_limit_headers)
     return response
 
 

@@ -81,6 +81,7 @@ class RoutePolicy(BaseModel):
 
 def _default_routes() -> list[RoutePolicy]:
     return [
+        RoutePolicy(name="token", prefix="/oauth2/token", rate_per_second=1, burst=10),
         RoutePolicy(
             name="boss-events", prefix="/boss/v1/events", methods=frozenset({"POST"}), rate_per_second=100, burst=200
         ),
@@ -101,7 +102,8 @@ class LimitSettings(BaseModel):
     default_rate_per_second: float = Field(50.0, gt=0)
     default_burst: int = Field(100, ge=1)
     routes: list[RoutePolicy] = Field(default_factory=_default_routes)
-    """Tried in order, the first that matches applies; none: the default rate."""
+    """Tried in order, the first that matches applies; none: the default rate. The token endpoint is counted per
+    caller address (a password guesser has no client id yet), everything else per authenticated client."""
     daily_quota_by_client: dict[str, int] = Field(default_factory=dict)
     """Requests per Shanghai calendar day for a client id; wins over its roles' quotas."""
     daily_quota_by_role: dict[str, int] = Field(default_factory=lambda: {"partner": 100_000})
