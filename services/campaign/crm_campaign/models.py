@@ -115,6 +115,14 @@ class Campaign(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
     dispatch_lease: Mapped[str | None] = mapped_column(String(32), doc="the dispatch run holding the campaign")
     dispatch_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="free again after this")
+    settled_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime,
+        doc="(wall clock) a dispatch pass that began then left every treatment customer a final contact, none "
+        "deferred: the calendar passes the campaign by unless a customer joined since",
+    )
+    treatment_joined_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="(wall clock) a trigger last added a treatment customer"
+    )
 
 
 class Offer(Base):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from crm_campaign.domain import dispatch
 from crm_campaign.domain.policy import PolicySettings
-from crm_campaign.models import Campaign, Contact, OutboundMessage
+from crm_campaign.models import Assignment, Campaign, Contact, OutboundMessage
 from crm_kit.db import Database, utcnow
 from crm_kit.events import CloudEvent
 from crm_kit.presentation import SHANGHAI
@@ -298,5 +298,38 @@ async def test_one_run_dispatches_a_campaign_at_a_time(campaign: Campaigns) -> N
             ended = await session.get(Campaign, cid)
             assert ended is not None and (ended.dispatch_lease, ended.dispatch_lease_until) == (None, None)
         assert not await dispatch._lease(db, cid, "another-run", None), "its old holder no longer holds it"
+    finally:
+        await db.dispose()
+
+
+async def test_a_campaign_whose_customers_all_have_a_final_contact_is_passed_by_until_one_joins(
+    campaign: Campaigns,
+) -> None:
+    """A million-customer campaign dispatched to the end is not walked again every tick: it is settled. A customer
+    slipped into its treatment group without a trigger saying so stays unreached; once a trigger stamps a joining
+    (as `triggers.on_churn_band` does), the next dispatch walks again and reaches them."""
+    await people(campaign)
+    await campaign.send(
+        campaign.event("customer.profile.created.v1", customer_id="C9"),
+        consent(campaign, "C9", "outbound_call"),
+    )
+    campaign.clock.now = datetime(2026, 11, 23, 10, tzinfo=SHANGHAI).astimezone(UTC)
+    cid = await running(campaign, "结清")
+    assert (await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()["sent"] == 2
+    db = Database(campaign.database_url)
+    try:
+        async with db.sessions.begin() as session:
+            settled = await session.get(Campaign, cid)
+            assert settled is not None and settled.settled_at is not None, "nobody deferred, nobody left"
+            session.add(Assignment(campaign_id=cid, customer_id="C9", group="treatment", assigned_at=utcnow()))
+        passed_by = (await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()
+        assert passed_by == {"sent": 0, "deferred": 0, "suppressed": {}}, "a settled campaign is not walked"
+
+        async with db.sessions.begin() as session:
+            joined = await session.get(Campaign, cid)
+            assert joined is not None
+            joined.treatment_joined_at = utcnow()
+        again = (await campaign.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()
+        assert again == {"sent": 1, "deferred": 0, "suppressed": {}}, "C9 joined: walked again, reached"
     finally:
         await db.dispose()

@@ -87,6 +87,8 @@ async def test_a_high_value_customer_moving_to_high_risk_gets_a_retention_call(c
         r = await c.http.post(f"{CAMPAIGNS}/{cid}/{step}")
         assert r.status_code == 200, r.text
     assert (r.json()["treatment"], r.json()["control"]) == (0, 0), "a triggered campaign starts empty"
+    empty = (await c.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()
+    assert empty == {"sent": 0, "deferred": 0, "suppressed": {}}, "nobody to contact yet: the campaign settles"
 
     await c.send(scored(c, "C1", "high", 1), scored(c, "C2", "high", 1), scored(c, "C3", "high", 1))
     assert await assigned(c, cid) == {"C1": "treatment"}, "C2 is low value; C3 was already high before"
@@ -97,6 +99,8 @@ async def test_a_high_value_customer_moving_to_high_risk_gets_a_retention_call(c
 
     await c.send(scored(c, "C3", "medium", 2), scored(c, "C3", "high", 3))
     assert await assigned(c, cid) == {"C1": "treatment", "C3": "treatment"}, "C3 moved back into high"
+    later = (await c.http.post(f"{CAMPAIGNS}/{cid}/dispatch")).json()
+    assert later == {"sent": 1, "deferred": 0, "suppressed": {}}, "a customer who joined unsettles the campaign"
 
 
 async def test_a_trigger_names_a_band_and_tiers_that_exist(campaign: Campaigns) -> None:

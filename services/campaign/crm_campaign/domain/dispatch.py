@@ -393,6 +393,11 @@ LEASE = timedelta(seconds=60)
 """How long a run holds the campaign without renewing: a run that dies frees it this long after its last batch."""
 
 
+TRANSACTION_MARGIN = timedelta(seconds=60)
+"""A pass counts as beginning this much before it did: a trigger's transaction that stamped its customer's joining
+just before the pass but committed after the pass went by still keeps the campaign unsettled."""
+
+
 class DispatchBusy(Conflict):
     """Another run is dispatching the campaign now."""
 
@@ -455,6 +460,31 @@ async def dispatch(
     if not await _lease(db, campaign_id, holder, utcnow() + LEASE, take=True):
         raise DispatchBusy(f"Campaign {campaign_id} is being dispatched by another run; it resumes where that one ends")
     total = DispatchResult()
+    try:
+        async with db.sessions() as session:
+            if _settled(await campaigns.get(session, campaign_id)):
+                return total  # nobody left to judge and nobody deferred: no need to walk a million customers
+        walk_began = utcnow() - TRANSACTION_MARGIN
+        if await _walk(db, campaign_id, adapter, settings, now, holder, total, batch_size, rate_per_second):
+            await _settle_if_done(db, campaign_id, walk_began)
+    finally:
+        await _lease(db, campaign_id, holder, None)
+    return total
+
+
+async def _walk(
+    db: Database,
+    campaign_id: str,
+    adapter: ChannelAdapter,
+    settings: PolicySettings,
+    now: datetime,
+    holder: str,
+    total: DispatchResult,
+    batch_size: int,
+    rate_per_second: float | None,
+) -> bool:
+    """One pass over the due treatment customers, adding what it did to `total`; True when it got to the end (not
+    stopped by a lost lease or a campaign that stopped dispatching)."""
     started = time.monotonic()
     ahead = asyncio.create_task(_judged(db, campaign_id, settings, now, batch_size, ""))
     try:
@@ -464,9 +494,9 @@ async def dispatch(
                 ahead = asyncio.create_task(_judged(db, campaign_id, settings, now, batch_size, batch.last))
             async with db.sessions.begin() as session:
                 if not await _hold(session, campaign_id, holder, utcnow() + LEASE, take=False):
-                    break
+                    return False
                 if not _dispatching(await campaigns.get(session, campaign_id), now):
-                    break
+                    return False
                 await write(session, batch, adapter)
             total.add(batch.result)
             if not full:
@@ -481,8 +511,30 @@ async def dispatch(
             ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ahead
-        await _lease(db, campaign_id, holder, None)
-    return total
+    async with db.sessions() as session:
+        return _dispatching(await campaigns.get(session, campaign_id), now)
+
+
+def _settled(campaign: Campaign) -> bool:
+    joined = campaign.treatment_joined_at
+    return campaign.settled_at is not None and (joined is None or joined < campaign.settled_at)
+
+
+async def _settle_if_done(db: Database, campaign_id: str, walk_began: datetime) -> None:
+    """After a whole pass, every treatment customer who was there when it began has a contact row; with none
+    deferred, nothing comes due until a trigger adds a customer. Settled as of the pass's beginning, so a customer
+    who joined behind the pass (past its position) keeps the campaign unsettled."""
+    async with db.sessions.begin() as session:
+        deferred = await session.scalar(
+            select(Contact.id).where(Contact.campaign_id == campaign_id, Contact.status == DEFERRED).limit(1)
+        )
+        if deferred is None:
+            await session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(settled_at=walk_began)
+                .execution_options(synchronize_session=False)
+            )
 
 
 async def run_due(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_campaign.domain import audiences, campaigns, control
 from crm_campaign.models import Assignment, Campaign, Customer
+from crm_kit.db import utcnow
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ async def on_churn_band(session: AsyncSession, customer: Customer, before: str |
         if not audience.empty and not await audiences.holds(session, audience, customer.customer_id, at):
             continue
         held_out = control.in_control(campaign.holdout_key, customer.customer_id, Decimal(campaign.holdout_share))
+        if not held_out:
+            campaign.treatment_joined_at = utcnow()  # someone new to contact: the next dispatch walks again
         session.add(
             Assignment(
                 campaign_id=campaign.id,
