@@ -21,6 +21,7 @@ from crm_churn.settings import Settings as ChurnSettings
 from crm_customer.app import create_app as customer_app
 from crm_customer.settings import Settings as CustomerSettings
 from crm_gateway.app import create_app as gateway_app
+from crm_gateway.domain.limits import LimitSettings
 from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import free_port
 from crm_kit.db import utcnow
@@ -38,6 +39,11 @@ class Clock:
 
     async def now(self) -> datetime:
         return self.at or utcnow()
+
+
+JOURNEY_LIMITS = LimitSettings(default_rate_per_second=10_000, default_burst=10_000, routes=[])
+"""A journey plays a whole province's agents and back offices with one token each: the per-client limits meant for
+one console or partner app would throttle it (they are tested on their own in `gateway/tests`)."""
 
 
 @dataclass
@@ -89,6 +95,7 @@ async def system(kafka: KafkaSettings, database_url: Callable[[str], Awaitable[s
                         campaign_url=campaign_url,
                         database_url=await database_url("gateway"),
                         log_json=False,
+                        limits=JOURNEY_LIMITS,
                     )
                 ),
                 gateway_port,

@@ -15,6 +15,10 @@ The generating process, which a churn model has to rediscover:
   month. Bills follow usage (overage, roaming); payments follow reliability: late and failed payments, overdue
   bills, collection (催缴 → 单停 → 双停 → 委外催收 → 坏账核销) with arrears barring and, at 90 days overdue,
   termination for arrears; prepaid lines recharge or are barred and, after 60 days, closed.
+- Lines order add-ons (叠加包订购) as subscribers do: a data pack (流量包) some months when the month's data nears the
+  plan's allowance, a roaming pack (漫游包) on the first day of some trips, now and then a voice pack when the minutes
+  run short, an SMS pack or a value-added service (增值业务); a renewing monthly pack is ordered once. Add-ons are
+  drawn from a generator of their own and change neither usage nor bills, so the other records stay as they were.
 - Customers raise tickets (投诉/障碍申告) as the ticketing service would publish them (`ticket_events()`): network
   trouble reports and complaints, likelier the worse the customer's network that month; billing disputes, likelier
   after a bill shock; now and then something else (增值业务扣费, 业务咨询, 服务态度). A network ticket raised where the
@@ -187,6 +191,51 @@ RECHARGE_AMOUNTS = (3000, 5000, 5000, 10000, 10000, 20000)
 DUNNING = ((1, "reminded"), (15, "soft_suspended"), (45, "hard_suspended"), (90, "with_agency"), (180, "written_off"))
 OVERDUE_NOTICES = (1, 30, 60, 90)
 PREPAID_CLOSE_AFTER_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Addon:
+    """An add-on product (叠加包/增值业务): price in fen; `validity_days` None renews monthly until cancelled."""
+
+    code: str
+    name: str
+    kind: str
+    price_fen: int
+    validity_days: int | None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "kind": self.kind,
+            "price_fen": self.price_fen,
+            "validity_days": self.validity_days,
+        }
+
+
+DATA_PACKS = (
+    Addon("PACK-DATA-10G", "10GB流量包(月包)", "data_pack", 3000, None),
+    Addon("PACK-DATA-30D-5G", "5GB流量包(30天)", "data_pack", 2000, 30),
+    Addon("PACK-DATA-1D-2G", "2GB流量日包", "data_pack", 500, 1),
+)
+DATA_PACK_WEIGHTS = (2, 5, 3)
+ROAMING_PACKS = (  # cheaper than the day rate (漫游日租) over the trip
+    Addon("PACK-ROAM-3D", "境外漫游3天流量包", "roaming_pack", 3000, 3),
+    Addon("PACK-ROAM-7D", "境外漫游7天流量包", "roaming_pack", 6000, 7),
+)
+VOICE_PACK = Addon("PACK-VOICE-100", "100分钟语音包(月包)", "voice_pack", 1000, None)
+SMS_PACK = Addon("PACK-SMS-100", "100条短信包(月包)", "sms_pack", 500, None)
+VALUE_ADDED = (
+    Addon("VAS-VRBT", "视频彩铃(月包)", "value_added", 500, None),
+    Addon("VAS-CLOUD", "天翼云盘会员(月包)", "value_added", 1000, None),
+)
+DATA_NEAR_CAP = 0.85  # a line whose month's data reached 85% of its allowance is near its cap
+VOICE_NEAR_CAP = 0.9
+DATA_PACK_TAKE = 0.35  # of the lines near their data cap in a month, those that order a data pack
+ROAMING_PACK_TAKE = 0.45  # of the trips, those with a roaming pack
+VOICE_PACK_TAKE = 0.05
+SMS_PACK_A_MONTH = 0.002
+VALUE_ADDED_A_MONTH = 0.004
 
 CHURN_BASE = -9.5
 CHURN_NOISE = 0.3
@@ -472,7 +521,8 @@ class _Market:
 
 
 class _Line:
-    """One subscription (用户/号码) and its running counters for the month being simulated."""
+    """One subscription (用户/号码) and its running counters for the month being simulated; what an add-on order
+    looks at: the days of use, the day the data (or minutes) neared the plan's allowance, the trip's roaming days."""
 
     __slots__ = (
         "activated",
@@ -481,16 +531,21 @@ class _Line:
         "card",
         "close_day",
         "closed",
+        "data_cap_day",
         "data_mean",
         "data_over_fen",
         "data_used",
         "fee_days",
+        "held",
         "ids",
         "line_no",
         "plan",
         "roaming_fen",
         "sms_mean",
         "sub_id",
+        "trip_days",
+        "used_days",
+        "voice_cap_day",
         "voice_mean",
         "voice_over_fen",
     )
@@ -513,6 +568,11 @@ class _Line:
         self.barred_days = -1  # prepaid: days barred for arrears, -1 when not barred
         self.data_mean = self.voice_mean = self.sms_mean = 0.0
         self.fee_days = self.data_used = self.data_over_fen = self.voice_over_fen = self.roaming_fen = 0
+        self.held: set[Addon] = set()  # renewing add-ons (月包) ordered: not ordered again
+        self.used_days: list[int] = []
+        self.trip_days: list[int] = []
+        self.data_cap_day: int | None = None
+        self.voice_cap_day: int | None = None
 
 
 @dataclass(slots=True)
@@ -612,6 +672,7 @@ class _Customer:
         self.others: list[tuple[int, int, int, dict[str, Any]]] = []
         self.trouble_now = 0
         self.complaint_rng = random.Random(f"{pop.seed}:complaints:{n}")
+        self.addon_rng = random.Random(f"{pop.seed}:addons:{n}")
         self.ticket_log: list[tuple[datetime, int, dict[str, Any]]] = []
 
     def _fitting_plan(self, monthly_mb: float) -> Plan:
@@ -644,7 +705,8 @@ class _Customer:
 
     def month(self, mon: _Month) -> Iterator[dict[str, Any]]:
         """The order of a month: activation, last month's bill, churn draw, what falls due (payments, dunning),
-        plan and credit changes, SIM swaps, daily usage (prepaid balance with it), leaving, month-end bill."""
+        plan and credit changes, SIM swaps, daily usage (prepaid balance with it), add-on orders on that use, leaving,
+        month-end bill."""
         if self.done or (self.joined_in is not None and mon.index < self.joined_in):
             return
         self.others = []
@@ -672,6 +734,7 @@ class _Customer:
         for line in self.lines:
             if not line.closed or line.close_day is not None:
                 self._use(line, mon, first_day, blocked, usage, totals)
+        self._addons(mon)
         if churn_day is not None:
             self._leave(mon, churn_day, kind, operator)
         ends = [len(mon.days) if line.close_day is None else line.close_day for line in self.lines if line.fee_days > 0]
@@ -698,6 +761,11 @@ class _Customer:
     def _add(self, day_index: int, minute: int, record: dict[str, Any]) -> None:
         self.seq += 1
         self.others.append((day_index, minute, self.seq, record))
+
+    def _add_apart(self, day_index: int, minute: int, record: dict[str, Any]) -> None:
+        """As `_add`, but taking no sequence number, which the other records' ids use: a record drawn apart leaves
+        them as they were."""
+        self.others.append((day_index, minute, -len(self.others) - 1, record))
 
     def _open_lines(self) -> list[_Line]:
         return [line for line in self.lines if not line.closed]
@@ -1276,6 +1344,42 @@ class _Customer:
             line.card += 1
             self._add(day_index, minute, self._line_record(line, "sim_swapped", day, minute, **extra))
 
+    def _addons(self, mon: _Month) -> None:
+        """The month's add-on orders (叠加包订购), decided on the month's use of each line: a data pack on the day the
+        data neared the allowance, a roaming pack on a trip's first day, a voice pack when the minutes neared theirs,
+        now and then an SMS pack or a value-added service on a day of use; never on the day the line opened."""
+        rng = self.addon_rng
+        for line in self.lines:
+            if not line.used_days:
+                continue
+            orders: list[tuple[int, Addon]] = []
+            holds_data = any(a.kind == "data_pack" for a in line.held)
+            if line.data_cap_day is not None and not holds_data and rng.random() < DATA_PACK_TAKE:
+                orders.append((line.data_cap_day, rng.choices(DATA_PACKS, DATA_PACK_WEIGHTS)[0]))
+            if line.trip_days and rng.random() < ROAMING_PACK_TAKE:
+                orders.append((line.trip_days[0], ROAMING_PACKS[len(line.trip_days) > 3]))
+            if line.voice_cap_day is not None and VOICE_PACK not in line.held and rng.random() < VOICE_PACK_TAKE:
+                orders.append((line.voice_cap_day, VOICE_PACK))
+            if SMS_PACK not in line.held and rng.random() < SMS_PACK_A_MONTH:
+                orders.append((rng.choice(line.used_days), SMS_PACK))
+            if rng.random() < VALUE_ADDED_A_MONTH:
+                service = rng.choice(VALUE_ADDED)
+                if service not in line.held:
+                    orders.append((rng.choice(line.used_days), service))
+            opened = (line.activated - mon.first).days
+            for i, addon in orders:
+                minute = rng.randint(420, 1380)
+                if i <= opened:
+                    continue
+                if addon.validity_days is None:
+                    line.held.add(addon)
+                day = mon.days[i]
+                data = {**line.ids, "occurred_at": _at(mon.first + timedelta(days=i), minute), "addon": addon.wire()}
+                event_id = f"SIM-ADD-{line.sub_id}-{day.compact}-{addon.code}"
+                self._add_apart(
+                    i, minute, {"event_id": event_id, "event_type": "subscription.addon_ordered", "data": data}
+                )
+
     def _use(
         self,
         line: _Line,
@@ -1310,6 +1414,10 @@ class _Customer:
             line.balance -= fee
         data_used = voice_used = over_gb = data_over = voice_over = roaming_fen = 0
         activity = line_days = 0
+        used_days: list[int] = []
+        trip_days: list[int] = []
+        data_cap_day = voice_cap_day = None
+        data_near, voice_near = allowance * DATA_NEAR_CAP, minutes * VOICE_NEAR_CAP
         emit = self.sim.usage
         ids = line.ids
         cid, aid, sub, msisdn = ids["customer_id"], ids["account_id"], ids["subscription_id"], ids["msisdn"]
@@ -1328,7 +1436,9 @@ class _Customer:
             charged = 0
             roaming = False
             r_voice = r_data = 0
+            used_days.append(i)
             if i in trip:
+                trip_days.append(i)
                 roaming = True
                 r_voice, r_data = voice, data
                 charged = (ROAMING_DAY_FEN if data else 0) + voice * ROAMING_VOICE_FEN_PER_MINUTE
@@ -1340,6 +1450,8 @@ class _Customer:
                 charged = ROAMING_DAY_FEN
                 roaming_fen += charged
             data_used += data - r_data
+            if data_cap_day is None and data_used >= data_near:
+                data_cap_day = i
             if data_used > allowance:
                 gb = (data_used - allowance + GB - 1) // GB
                 if gb > over_gb:
@@ -1348,6 +1460,8 @@ class _Customer:
                     data_over += extra
                     over_gb = gb
             voice_used += voice - r_voice
+            if voice_cap_day is None and voice_used >= voice_near:
+                voice_cap_day = i
             if voice_used > minutes:
                 extra = min(voice - r_voice, voice_used - minutes) * VOICE_FEN_PER_MINUTE
                 charged += extra
@@ -1377,6 +1491,8 @@ class _Customer:
                     {"event_id": f"SIM-USE-{sub}-{day.compact}", "event_type": "usage.recorded", "data": summary}
                 )
         line.data_used = data_used
+        line.used_days, line.trip_days = used_days, trip_days
+        line.data_cap_day, line.voice_cap_day = data_cap_day, voice_cap_day
         line.data_over_fen, line.voice_over_fen, line.roaming_fen = data_over, voice_over, roaming_fen
         totals[0] += activity
         totals[1] += line_days
@@ -1476,6 +1592,7 @@ class _Customer:
         used = sum(line.data_used for line in self.lines)
         for line in self.lines:
             line.fee_days = line.data_used = line.data_over_fen = line.voice_over_fen = line.roaming_fen = 0
+            line.used_days, line.trip_days, line.data_cap_day, line.voice_cap_day = [], [], None, None
         if full_month:
             if totals[1]:
                 self.activity.append(totals[0] / totals[1])

@@ -27,7 +27,9 @@ from crm_kit.presentation import SHANGHAI
 from crm_kit.settings import find_contracts_dir
 from crm_kit.signing import SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER, verify
 from crm_kit.simulator import (
+    PLANS,
     Batch,
+    Plan,
     Population,
     PushRefused,
     RateLimiter,
@@ -162,6 +164,52 @@ def test_the_truths_churners_leave_in_the_stream_and_are_not_heard_of_after(smal
             assert last_usage[customer][:7] <= period
     ported = [r for r in stream if r["event_type"] == "subscription.ported_out"]
     assert {r["data"]["recipient_operator"] for r in ported} <= {"china_mobile", "china_unicom", "china_broadnet"}
+
+
+def test_add_ons_are_ordered_as_subscribers_order_them(small):
+    """Roaming packs on a day the line roamed, data packs once the month's data neared the plan's allowance, voice
+    packs once the minutes neared theirs, a renewing pack (月包) once per line; priced in fen; drawn apart, so the
+    same whether or not usage is built."""
+    stream, _ = small
+    addons = [r["data"] for r in stream if r["event_type"] == "subscription.addon_ordered"]
+    by_kind = Counter(a["addon"]["kind"] for a in addons)
+    assert by_kind["data_pack"] > by_kind["voice_pack"] > 0 and by_kind["roaming_pack"] > 0, by_kind
+    assert all(isinstance(a["addon"]["price_fen"], int) and a["addon"]["price_fen"] > 0 for a in addons)
+    renewing = Counter(
+        (a["subscription_id"], a["addon"]["code"]) for a in addons if a["addon"]["validity_days"] is None
+    )
+    assert renewing and max(renewing.values()) == 1, "a renewing pack is ordered again"
+
+    ordered_on: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for a in addons:
+        ordered_on[a["subscription_id"], a["occurred_at"][:10]].append(a["addon"])
+    plans = {p.code: p for p in PLANS}
+    plan_of: dict[str, Plan] = {}  # per line, as of the record read: changes take effect on the 1st
+    used: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # line, month → home data MB, minutes
+    checked: Counter[str] = Counter()
+    for r in stream:  # the summary of an order's day comes the next morning: the day's use is in it
+        data = r["data"]
+        if "plan" in data:
+            plan_of[data["subscription_id"]] = plans[data["plan"]["code"]]
+        if r["event_type"] != "usage.recorded":
+            continue
+        line = data["subscription_id"]
+        so_far = used[line, data["usage_date"][:7]]
+        so_far[0] += data["data_mb"] - data.get("roaming_data_mb", 0)
+        so_far[1] += data["voice_minutes"] - data.get("roaming_voice_minutes", 0)
+        for addon in ordered_on.get((line, data["usage_date"]), []):
+            kind = addon["kind"]
+            if kind == "roaming_pack":
+                assert data["roaming"], (line, data["usage_date"])
+            elif kind == "data_pack":
+                assert so_far[0] >= 0.85 * plan_of[line].data_mb, (line, data["usage_date"])
+            elif kind == "voice_pack":
+                assert so_far[1] >= 0.9 * plan_of[line].minutes, (line, data["usage_date"])
+            checked[kind] += 1
+    assert sum(checked.values()) == len(addons), "an add-on ordered on a day the line was not used"
+
+    quiet = Simulation(SMALL, usage=False)
+    assert [r["data"] for r in quiet if r["event_type"] == "subscription.addon_ordered"] == addons
 
 
 # -- churn ---------------------------------------------------------------------------------------------------------

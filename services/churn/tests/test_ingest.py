@@ -15,6 +15,7 @@ import yaml
 import crm_churn
 from crm_churn.domain.ingest import (
     ACTIVATED,
+    ADDON_ORDERED,
     COLLECTION_STATUS_CHANGED,
     CONTACT_RESPONDED,
     CONTACT_SENT,
@@ -122,6 +123,7 @@ async def test_line_and_billing_events_land_at_the_time_they_happened(churn: Chu
     suspended = churn.example(SUSPENDED, **ids)
     resumed = churn.example(RESUMED, **ids)
     swapped = churn.example(SIM_SWAPPED, "lost_sim_at_store", **ids)
+    addon = churn.example(ADDON_ORDERED, "data_pack_10g", **ids)
     terminated = churn.example(TERMINATED, **ids)
     ported = churn.example(PORTED_OUT, customer_id="C2", subscription_id="S2")
     invoice = churn.example(INVOICE_ISSUED, "individual_monthly", customer_id="C1")
@@ -141,6 +143,7 @@ async def test_line_and_billing_events_land_at_the_time_they_happened(churn: Chu
         churn.valid(SUSPENDED, suspended),
         churn.valid(RESUMED, resumed),
         churn.valid(SIM_SWAPPED, swapped),
+        churn.valid(ADDON_ORDERED, addon),
         churn.valid(TERMINATED, terminated),
         churn.valid(PORTED_OUT, ported),
         churn.valid(INVOICE_ISSUED, invoice),
@@ -160,6 +163,7 @@ async def test_line_and_billing_events_land_at_the_time_they_happened(churn: Chu
         (FactKind.LINE_SUSPENDED, utc(suspended["occurred_at"]), None, None, "arrears", "S1"),
         (FactKind.LINE_RESUMED, utc(resumed["occurred_at"]), None, None, None, "S1"),
         (FactKind.SIM_SWAPPED, utc(swapped["occurred_at"]), None, None, None, "S1"),
+        (FactKind.ADDON_ORDERED, utc(addon["occurred_at"]), 3000, None, "data_pack", "S1"),
         (FactKind.LINE_TERMINATED, utc(terminated["occurred_at"]), None, None, terminated["reason"], "S1"),
         (
             FactKind.INVOICE_ISSUED,

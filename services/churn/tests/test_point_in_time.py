@@ -70,6 +70,15 @@ def _after(customer: str, subscription: str, at: datetime) -> list[tuple[str, di
             },
         ),
         (
+            ingest.ADDON_ORDERED,
+            {
+                **ids,
+                "boss_event_id": "B9",
+                "occurred_at": t,
+                "addon": {"code": "PACK-DATA-10G", "name": "10GB流量包(月包)", "kind": "data_pack", "price_fen": 3000},
+            },
+        ),
+        (
             ingest.INVOICE_ISSUED,
             {
                 "boss_event_id": "B2",

@@ -30,6 +30,7 @@ SUBSCRIPTION_EVENTS = [
     "billing.subscription.terminated.v1",
     "billing.subscription.ported_out.v1",
     lines.SIM_SWAPPED,
+    lines.ADDON_ORDERED,
 ]
 
 

@@ -104,6 +104,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("plan_changes_90d", lambda x: f"{x:.0f} plan changes in 90 days (套餐变更)"),
     Feature("plan_downgrades_90d", lambda x: f"{x:.0f} plan downgrades in 90 days (降档)"),
     Feature("sim_swaps_90d", lambda x: f"{x:.0f} SIM swaps in 90 days (换卡)"),
+    Feature("addons_30d", lambda x: f"{x:.0f} add-ons ordered in 30 days (叠加包订购)"),
+    Feature("addons_90d", lambda x: f"{x:.0f} add-ons ordered in 90 days (叠加包订购)"),
+    Feature("addon_fen_90d", lambda x: f"{_yuan(x)} spent on add-ons in 90 days (叠加包消费)"),
     Feature("organisation", lambda x: "an organisation customer (政企客户)" if x else "an individual (个人客户)"),
     Feature("tickets_30d", lambda x: f"{x:.0f} tickets in 30 days (工单)"),
     Feature("complaints_90d", lambda x: f"{x:.0f} complaints in 90 days (投诉)"),
@@ -435,6 +438,10 @@ def _snapshot(c: _Columns, at: float, day: int, organisation: np.ndarray) -> dic
     out["plan_changes_90d"] = c.count(changes)
     out["plan_downgrades_90d"] = _downgrades(c, d90, at)
     out["sim_swaps_90d"] = c.count(c.facts(FactKind.SIM_SWAPPED, d90, at))
+    addons_90 = c.facts(FactKind.ADDON_ORDERED, d90, at)  # buying beyond the plan: engaged, an upsell candidate
+    out["addons_30d"] = c.count(c.facts(FactKind.ADDON_ORDERED, d30, at))
+    out["addons_90d"] = c.count(addons_90)
+    out["addon_fen_90d"] = c.total(addons_90, c.f_amount)
     out["organisation"] = organisation
 
     opened_30 = c.facts(FactKind.TICKET_OPENED, d30, at)

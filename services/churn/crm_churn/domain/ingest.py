@@ -36,6 +36,7 @@ RESUMED = "billing.subscription.resumed.v1"
 TERMINATED = "billing.subscription.terminated.v1"
 PORTED_OUT = "billing.subscription.ported_out.v1"
 SIM_SWAPPED = "billing.subscription.sim_swapped.v1"
+ADDON_ORDERED = "billing.subscription.addon_ordered.v1"
 USAGE_RECORDED = "billing.usage.recorded.v1"
 INVOICE_ISSUED = "billing.invoice.issued.v1"
 PAYMENT_RECEIVED = "billing.payment.received.v1"
@@ -232,6 +233,13 @@ MAPPERS: dict[str, Callable[[dict[str, Any]], list[Change]]] = {
     TERMINATED: _closed(FactKind.LINE_TERMINATED, "terminated", "reason"),
     PORTED_OUT: _closed(FactKind.LINE_PORTED_OUT, "ported_out", "recipient_operator"),
     SIM_SWAPPED: lambda d: _fact(d, FactKind.SIM_SWAPPED, ref=d["subscription_id"]),
+    ADDON_ORDERED: lambda d: _fact(
+        d,
+        FactKind.ADDON_ORDERED,
+        amount_fen=d["addon"]["price_fen"],
+        detail=d["addon"]["kind"],
+        ref=d["subscription_id"],
+    ),
     USAGE_RECORDED: _usage,
     INVOICE_ISSUED: lambda d: _fact(
         d, FactKind.INVOICE_ISSUED, "issued_at", amount_fen=d["amount_due_fen"], ref=d["invoice_id"]

@@ -19,6 +19,7 @@ class FactKind(StrEnum):
     LINE_RESUMED = "line_resumed"  # ref: subscription
     PLAN_CHANGED = "plan_changed"  # amount: new plan fee; quantity: old plan fee; ref: subscription
     SIM_SWAPPED = "sim_swapped"  # ref: subscription
+    ADDON_ORDERED = "addon_ordered"  # amount: price (叠加包); detail: kind (data_pack…); ref: subscription
     INVOICE_ISSUED = "invoice_issued"  # amount: due; ref: invoice
     PAYMENT_RECEIVED = "payment_received"  # amount; ref: invoice (none for a prepayment)
     PAYMENT_FAILED = "payment_failed"  # amount; detail: reason; ref: invoice

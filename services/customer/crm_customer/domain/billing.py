@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Date, Select, bindparam, case, distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_customer.domain.lines import SIM_SWAPPED, ensure_account, ensure_customer
+from crm_customer.domain.lines import ADDON_ORDERED, SIM_SWAPPED, ensure_account, ensure_customer
 from crm_customer.domain.timeline import add_to_timeline
 from crm_customer.models import (
     AccountStanding,
@@ -60,6 +60,14 @@ SUBSCRIPTION_SUMMARY = {
     "billing.subscription.terminated.v1": "terminated (销户)",
     "billing.subscription.ported_out.v1": "ported out (携号转出)",
     SIM_SWAPPED: "SIM swapped (换卡)",
+    ADDON_ORDERED: "ordered add-on (叠加包订购)",
+}
+ADDON_KIND_TERMS = {
+    "data_pack": "流量包",
+    "voice_pack": "语音包",
+    "sms_pack": "短信包",
+    "roaming_pack": "漫游包",
+    "value_added": "增值业务",
 }
 SIM_SWAP_REASON_TERMS = {
     "lost": "挂失补卡",
@@ -85,6 +93,8 @@ def billing_summary_line(event_type: str, data: dict[str, Any]) -> str:
     line = mask_msisdn(data.get("msisdn"))
     if event_type == SIM_SWAPPED:
         return _sim_swap_summary(line, data)
+    if event_type == ADDON_ORDERED:
+        return _addon_summary(line, data["addon"])
     if event_type in SUBSCRIPTION_SUMMARY:
         text = f"Line {line} {SUBSCRIPTION_SUMMARY[event_type]}"
         if "plan" in data:
@@ -148,6 +158,16 @@ def _sim_swap_summary(line: str, data: dict[str, Any]) -> str:
     return (
         f"{text}, new SIM ending {data['new_iccid'][-4:]}; a SIM swap often precedes a fraudulent port-out "
         "(携号转网): verify the holder before porting out"
+    )
+
+
+def _addon_summary(line: str, addon: dict[str, Any]) -> str:
+    """What was ordered, what kind of add-on, what it costs and for how long: what an agent asks about a bill."""
+    days = addon.get("validity_days")
+    lasting = "renews monthly (月包)" if days is None else f"valid {days} day{'s' if days != 1 else ''}"
+    return (
+        f"Line {line} {SUBSCRIPTION_SUMMARY[ADDON_ORDERED]}: {addon['name']} "
+        f"({addon['kind']}, {ADDON_KIND_TERMS[addon['kind']]}), {_money(addon['price_fen'])}, {lasting}"
     )
 
 

@@ -28,6 +28,9 @@ LINE_STATUS_AFTER = {
 ENDED = ("terminated", "ported_out")
 SIM_SWAPPED = "billing.subscription.sim_swapped.v1"
 """补换卡: the number moved to a new SIM. The line records it as its latest event and keeps its state and plan."""
+ADDON_ORDERED = "billing.subscription.addon_ordered.v1"
+"""叠加包/增值业务订购: a pack or service on top of the plan. The line records it as its latest event and keeps its
+state and plan; the timeline says what was ordered and for how much."""
 MERGE_HOPS = 8
 """How many merges a late event follows (A merged into B, B into C, ...) before it lands where it stops."""
 
