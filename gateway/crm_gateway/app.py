@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from crm_gateway.api import admin, auth, compose, docs
+from crm_gateway.api.access_log import AccessLogMiddleware
 from crm_gateway.api.proxy import router
 from crm_gateway.domain import tokens
 from crm_gateway.domain.identity import Edge, Passwords
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         memory_kib=settings.password_memory_kib,
         parallelism=settings.password_parallelism,
     )
+    app.add_middleware(AccessLogMiddleware)  # added first, so it runs inside the request-id middleware
     instrument(app, service_metrics("gateway"), settings, body_limits={BOSS_FILES: settings.boss_upload_max_bytes})
     app.include_router(auth.router)
     app.include_router(admin.router)

@@ -20,6 +20,7 @@ from crm_kit.testing import assert_problem, bearer
 from .conftest import Gateway, running_gateway
 
 CUSTOMERS = "/tmf-api/customerManagement/v4/customer"
+BOSS_EVENTS = "/boss/v1/events"
 ADMIN = bearer("root", roles=("admin",))
 PASSWORD = "correct horse battery staple"
 
@@ -233,7 +234,7 @@ async def test_an_api_key_is_exchanged_for_a_token_of_its_client(auth_gw: Gatewa
     r = await auth_gw.http.post("/gateway/v1/clients/sms-platform/api-keys", headers=ADMIN)
     assert r.status_code == 201, r.text
     key = r.json()["api_key"]
-    seen = (await auth_gw.http.get(CUSTOMERS, headers={"X-API-Key": key})).json()
+    seen = (await auth_gw.http.post("/campaign/v1/deliveries", json={}, headers={"X-API-Key": key})).json()
     assert seen["api_key"] is None, "the key stays at the edge"
     token = seen["authorization"].removeprefix("Bearer ")
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
@@ -252,15 +253,15 @@ async def test_a_revoked_or_wrong_api_key_and_one_of_a_disabled_client_are_refus
     second = (await auth_gw.http.post("/gateway/v1/clients/boss/api-keys", headers=ADMIN)).json()
     key_id, _, _ = first["api_key"].partition(".")
     assert key_id == first["key_id"]
-    assert_problem(await auth_gw.http.get(CUSTOMERS, headers={"X-API-Key": f"{key_id}.guessed"}), 401)
-    assert (await auth_gw.http.get(CUSTOMERS, headers={"X-API-Key": first["api_key"]})).status_code == 200
+    assert_problem(await auth_gw.http.post(BOSS_EVENTS, headers={"X-API-Key": f"{key_id}.guessed"}), 401)
+    assert (await auth_gw.http.post(BOSS_EVENTS, headers={"X-API-Key": first["api_key"]})).status_code == 200
     r = await auth_gw.http.delete(f"/gateway/v1/api-keys/{key_id}", headers=ADMIN)
     assert r.status_code == 200 and r.json()["revoked_at"]
-    body = assert_problem(await auth_gw.http.get(CUSTOMERS, headers={"X-API-Key": first["api_key"]}), 401)
+    body = assert_problem(await auth_gw.http.post(BOSS_EVENTS, headers={"X-API-Key": first["api_key"]}), 401)
     assert "revoked" in body["detail"]
-    assert (await auth_gw.http.get(CUSTOMERS, headers={"X-API-Key": second["api_key"]})).status_code == 200
+    assert (await auth_gw.http.post(BOSS_EVENTS, headers={"X-API-Key": second["api_key"]})).status_code == 200
     await auth_gw.http.patch("/gateway/v1/clients/boss", json={"disabled": True}, headers=ADMIN)
-    assert_problem(await auth_gw.http.get(CUSTOMERS, headers={"X-API-Key": second["api_key"]}), 401)
+    assert_problem(await auth_gw.http.post(BOSS_EVENTS, headers={"X-API-Key": second["api_key"]}), 401)
 
 
 # --- signing keys ----------------------------------------------------------------------------------------------------

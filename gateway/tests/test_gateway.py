@@ -75,11 +75,12 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def gateway(**settings: object) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway in front of `settings`' upstreams, and a client of it with an agent's token."""
+    """A gateway in front of `settings`' upstreams, and a client of it with an admin's token: routing is under test
+    here, not authorisation (`test_access.py`), and an admin holds every route's scope."""
     options = {"log_json": False, "timeout_seconds": 5.0, "connect_timeout_seconds": 1.0} | settings
     async with (
         serve(create_app(Settings(**options))) as url,
-        httpx.AsyncClient(base_url=url, timeout=15, headers=bearer()) as client,
+        httpx.AsyncClient(base_url=url, timeout=15, headers=bearer("admin-0001", roles=("admin",))) as client,
     ):
         yield client
 

@@ -162,7 +162,7 @@ async def test_an_upstream_that_keeps_failing_is_cut_off_by_its_circuit() -> Non
         retry=RetrySettings(attempts=2, backoff_seconds=0.001),
     )
     async with serve(failing_upstream(calls)) as down, running_gateway(resilience=resilience, churn_url=down) as gw:
-        agent = bearer("agent-1", roles=("agent",))
+        agent = bearer("agent-1", roles=("agent", "analyst"))  # an analyst starts scoring runs
         first = await gw.http.get("/churn/v1/scores/C1", headers=agent)
         assert first.status_code == 503 and calls == ["GET", "GET"], "a GET is tried again once"
         second = await gw.http.post("/churn/v1/scoring-runs", headers=agent, json={})

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from asgi_correlation_id import correlation_id
 from fastapi import Request
 
+from crm_gateway.api.access_log import name_caller
+from crm_gateway.domain.access import authorise
 from crm_gateway.domain.identity import Admission, Edge
 from crm_gateway.domain.limits import RateLimiter, TooManyRequests
 from crm_gateway.domain.routing import forwardable
@@ -47,9 +49,9 @@ async def count(request: Request, admission: Admission | None) -> dict[str, str]
 
 
 async def admit(request: Request, dropped: frozenset[str] = frozenset()) -> Admitted:
-    """Admit and count the request (401 without valid credentials, 429 over its limit) and build its upstream
-    headers: the caller's, less `dropped`, with the token an API key was exchanged for, the gateway's request id
-    and the client's address."""
+    """Admit, authorise and count the request (401 without valid credentials, 403 without the scope its route
+    needs, 429 over its limit) and build its upstream headers: the caller's, less `dropped`, with the token an API
+    key was exchanged for, the gateway's request id and the client's address."""
     edge: Edge = request.app.state.edge
     admission = await edge.admit(
         authorization=request.headers.get("authorization"),
@@ -57,6 +59,10 @@ async def admit(request: Request, dropped: frozenset[str] = frozenset()) -> Admi
         path=request.url.path,
         boss_signature=request.headers.get("x-boss-signature"),
     )
+    name_caller(request, admission.principal)
+    # A signed BOSS push has no caller (the adapter checks its signature); a path nothing serves is the proxy's 404.
+    if admission.principal is not None and request.app.state.routes.resolve(request.url.path) is not None:
+        authorise(admission.principal, request.method, request.url.path)
     rate_limit_headers = await count(request, admission)
     replaced = OWN_REQUEST_HEADERS | dropped | ({"authorization"} if admission.authorization else set())
     headers = [(k, v) for k, v in forwardable(request.headers.items()) if k.lower() not in replaced]
