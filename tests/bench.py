@@ -11,6 +11,8 @@ BENCHMARKS.md.
 - The campaign service: a retention campaign's audience build and dispatch over 1M customers, and attribution of
   the BOSS's plan changes and recharges with those assignments in the table (`tests/bench_campaign.py`), in a
   section of its own.
+- The gateway's overhead: a proxied read beside the same read direct to the service (`tests/bench_gateway.py`), in
+  a section of its own.
 Runs on the embedded broker and SQLite files in a temporary folder (and PostgreSQL when asked), on this machine.
 """
 
@@ -37,7 +39,7 @@ from crm_gateway.settings import Settings as GatewaySettings
 from crm_kit.broker import EmbeddedBroker
 from crm_kit.settings import KafkaSettings
 from crm_kit.testing import bearer, boss_push, serve
-from tests import bench_boss, bench_campaign, bench_churn, bench_customer, bench_ticketing
+from tests import bench_boss, bench_campaign, bench_churn, bench_customer, bench_gateway, bench_ticketing
 from tests.boss import activation
 
 BATCHES = 4
@@ -167,15 +169,33 @@ def main() -> None:
                 campaign,
                 speed,
             )
+        if args.only in (None, "gateway"):
+            gateway = asyncio.run(bench_gateway.measure(Path(folder)))
+            if args.postgres:
+                gateway.update(asyncio.run(bench_gateway.measure(Path(folder), args.postgres)))
+            sections["gateway"] = section(
+                GATEWAY_HEADING,
+                "Goal: a read through the gateway adds < 2 ms at p50 and keeps ≥ 70% of the throughput of the same "
+                "read direct to the service (`tests/bench_gateway.py`).",
+                bench_gateway.SETUP,
+                gateway,
+                speed,
+            )
     text = write_sections(Path("BENCHMARKS.md"), sections)
     print(text)
 
 
-SECTIONS = ("core", "ticketing", "churn", "campaign")
+SECTIONS = ("core", "ticketing", "churn", "campaign", "gateway")
 TICKETING_HEADING = "## Ticketing"
 CHURN_HEADING = "## Churn"
 CAMPAIGN_HEADING = "## Campaign"
-HEADINGS = {"ticketing": TICKETING_HEADING, "churn": CHURN_HEADING, "campaign": CAMPAIGN_HEADING}
+GATEWAY_HEADING = "## Gateway"
+HEADINGS = {
+    "ticketing": TICKETING_HEADING,
+    "churn": CHURN_HEADING,
+    "campaign": CAMPAIGN_HEADING,
+    "gateway": GATEWAY_HEADING,
+}
 
 
 def machine(speed: float) -> str:
