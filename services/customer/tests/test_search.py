@@ -132,5 +132,5 @@ async def test_bad_searches_are_422_naming_the_field(service, params, field):
 
 
 async def test_search_needs_a_reader_role(service):
-    r = await service.http.get(SEARCH, params={"q": "张三"}, headers=bearer("p-1", roles=("partner",)))
+    r = await service.http.get(SEARCH, params={"q": "张三"}, headers=bearer("sms-1", roles=("channel",)))
     assert r.status_code == 403

@@ -1,7 +1,8 @@
 """Who may see which customer, and in how much detail: the object-level checks and the personal-data rules.
 
 - Reading customers needs a staff or partner role; a caller who is only a key-account manager (客户经理) sees
-  the key accounts in their own portfolio and nothing else.
+  the key accounts in their own portfolio and nothing else, and a partner (代理商/渠道) only the customers with a
+  line it sold (the line's dealer code is the partner's id).
 - Phone and ID-card numbers are masked unless the caller holds `pii:read` AND says why in `X-Access-Reason`;
   every unmasked answer writes one audit row per customer shown (who, what, when, why).
 """
@@ -14,10 +15,10 @@ from typing import Annotated
 
 from asgi_correlation_id import correlation_id
 from fastapi import Depends, Header, Path, Request, Response
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_customer.domain.party import portfolio
+from crm_customer.domain.party import portfolio, sold_by
 from crm_customer.models import Customer, PiiAccess
 from crm_kit.auth import PII_READ, Caller, Principal
 from crm_kit.db import Database, utcnow
@@ -25,7 +26,7 @@ from crm_kit.errors import NotFound
 from crm_kit.service import DbSession
 
 STAFF = ("agent", "supervisor", "admin", "marketer", "analyst")
-READERS = (*STAFF, "key_account_manager")
+READERS = (*STAFF, "key_account_manager", "partner")
 WRITERS = ("agent", "supervisor", "admin")
 PRIVACY_OFFICERS = ("supervisor", "admin")
 MASKED_HEADER = "X-PII-Masked"
@@ -36,15 +37,27 @@ def portfolio_only(principal: Principal) -> bool:
     return principal.has_role("key_account_manager") and not principal.has_role(*STAFF)
 
 
+def partner_only(principal: Principal) -> bool:
+    """A partner with no staff role works only on the customers it brought in."""
+    return principal.has_role("partner") and not principal.has_role(*STAFF, "key_account_manager")
+
+
+def brought_in_by(principal: Principal) -> ColumnElement[bool]:
+    """The partner's customers; none for a partner token without a partner id (never the lines sold by no one)."""
+    return sold_by(principal.partner_id) if principal.partner_id else false()
+
+
 def visible(principal: Principal) -> ColumnElement[bool]:
     """The customers `principal` may see, as a WHERE clause for lists and searches (a merged duplicate is no
     customer of its own any more)."""
     if portfolio_only(principal):
         return portfolio(principal.subject)
+    if partner_only(principal):
+        return and_(Customer.merged_into.is_(None), brought_in_by(principal))
     return Customer.merged_into.is_(None)
 
 
-def check_visible(principal: Principal, customer: Customer) -> None:
+async def check_visible(session: AsyncSession | Database, principal: Principal, customer: Customer) -> None:
     """404 for a customer outside the caller's portfolio: its existence is not the caller's business either.
     404 too for a duplicate merged into another (客户合并), naming the survivor in `merged_into`."""
     if customer.merged_into:
@@ -55,6 +68,15 @@ def check_visible(principal: Principal, customer: Customer) -> None:
         )
     if portfolio_only(principal) and not (customer.key_account and customer.account_manager == principal.subject):
         raise NotFound(f"No customer {customer.id} in your portfolio", field="customer_id")
+    if partner_only(principal):
+        ours = select(Customer.id).where(Customer.id == customer.id, brought_in_by(principal))
+        if isinstance(session, Database):  # a route with no session of its own opens one only for a partner
+            async with session.sessions() as own:
+                found = await own.scalar(ours)
+        else:
+            found = await session.scalar(ours)
+        if found is None:
+            raise NotFound(f"No customer {customer.id} among those you brought in", field="customer_id")
 
 
 @dataclass
@@ -126,6 +148,13 @@ async def reader(
     return Access(principal, reason, action, response, request.app.state.runtime.db)
 
 
+async def staff_reader(access: Annotated[Access, Depends(reader)]) -> Access:
+    """The operator's own books (segments): staff and key-account managers, not partners."""
+    if partner_only(access.principal):
+        access.principal.require_role(*STAFF, "key_account_manager")
+    return access
+
+
 async def writer(principal: Caller) -> Principal:
     principal.require_role(*WRITERS)
     return principal
@@ -138,6 +167,7 @@ async def privacy_officer(principal: Caller) -> Principal:
 
 
 Reader = Annotated[Access, Depends(reader)]
+StaffReader = Annotated[Access, Depends(staff_reader)]
 Writer = Annotated[Principal, Depends(writer)]
 PrivacyOfficer = Annotated[Principal, Depends(privacy_officer)]
 
@@ -149,7 +179,7 @@ async def existing_customer(
     customer = await session.get(Customer, customer_id)
     if customer is None:
         raise NotFound(f"No customer {customer_id}", field="customer_id")
-    check_visible(access.principal, customer)
+    await check_visible(session, access.principal, customer)
     return customer_id
 
 
@@ -160,7 +190,7 @@ async def customer_for_update(
     customer = await session.scalar(select(Customer).where(Customer.id == customer_id).with_for_update())
     if customer is None:
         raise NotFound(f"No customer {customer_id}", field="customer_id")
-    check_visible(principal, customer)
+    await check_visible(session, principal, customer)
     return customer_id
 
 

@@ -36,7 +36,7 @@ async def _visible_account(
     account = await party.account_or_404(session, account_id, for_update=for_update)
     owner = await session.get_one(Customer, account.customer_id)
     try:
-        check_visible(principal, owner)
+        await check_visible(session, principal, owner)
     except NotFound:
         raise NotFound(f"No account {account_id}", field="account_id") from None
     return account
@@ -114,7 +114,7 @@ async def create_account(body: AccountCreate, session: DbSession, principal: Wri
     if owner is None:
         raise InvalidInput(f"No customer {body.customer_id}", field="customerId")
     try:
-        check_visible(principal, owner)
+        await check_visible(session, principal, owner)
     except NotFound:
         raise InvalidInput(f"No customer {body.customer_id}", field="customerId") from None
     if owner.merged_into is not None or owner.erased_at is not None:

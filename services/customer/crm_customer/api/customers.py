@@ -12,7 +12,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_customer import events
-from crm_customer.api.access import CustomerForUpdate, Reader, Writer, check_visible, portfolio_only, visible
+from crm_customer.api.access import (
+    CustomerForUpdate,
+    Reader,
+    Writer,
+    check_visible,
+    partner_only,
+    portfolio_only,
+    visible,
+)
 from crm_customer.domain import party, search
 from crm_customer.domain.lines import count_lines
 from crm_customer.domain.party import (
@@ -247,7 +255,7 @@ async def load_customer(customer_id: str, session: DbSession, access: Reader) ->
     found = await load_views(session, [customer_id])
     if not found:
         raise NotFound(f"No customer {customer_id}", field="id")
-    check_visible(access.principal, found[0].customer)
+    await check_visible(session, access.principal, found[0].customer)
     return found[0]
 
 
@@ -433,7 +441,10 @@ async def search_customers(
     kind = guess_by(q.strip()) if by == "auto" else by
     term = normalise_term(q, kind)
     manager = access.principal.subject if portfolio_only(access.principal) else None
-    found = await search.search(access.db, kind, term, exact=match == "exact", limit=limit, manager=manager)
+    partner = (access.principal.partner_id or "") if partner_only(access.principal) else None  # "": no dealer's
+    found = await search.search(
+        access.db, kind, term, exact=match == "exact", limit=limit, manager=manager, partner=partner
+    )
     reveal = access.reveal_pii
     msisdn = _as_is if reveal else mask_msisdn
     id_card = _as_is if reveal else mask_id_card

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from crm_customer import events
-from crm_customer.api.access import Reader, visible
+from crm_customer.api.access import StaffReader, visible
 from crm_customer.domain import metrics, segments
 from crm_customer.models import Segment
 from crm_customer.schemas.billing import Amount
@@ -134,7 +134,7 @@ def _read_only(segment_id: str) -> None:
 @router.get("", summary="Every segment: the built-in tiers, then the rule segments", responses=PROBLEMS)
 async def list_segments(
     session: DbSession,
-    _: Reader,
+    _: StaffReader,
     status: Annotated[str | None, Query(pattern="^(active|archived)$", description="Rule segments only")] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -216,7 +216,7 @@ async def _segment_out(session: DbSession, segment_id: str) -> SegmentOut:
 
 
 @router.get("/{segment_id}", summary="One segment", responses=PROBLEMS)
-async def get_segment(segment_id: SegmentId, session: DbSession, _: Reader) -> SegmentOut:
+async def get_segment(segment_id: SegmentId, session: DbSession, _: StaffReader) -> SegmentOut:
     return await _segment_out(session, segment_id)
 
 
@@ -228,7 +228,7 @@ async def get_segment(segment_id: SegmentId, session: DbSession, _: Reader) -> S
 async def list_members(
     segment_id: SegmentId,
     session: DbSession,
-    access: Reader,
+    access: StaffReader,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:

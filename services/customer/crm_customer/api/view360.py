@@ -109,7 +109,7 @@ async def get_view360(
     if view is None:
         raise NotFound(f"No customer {customer_id}", field="customer_id")
     customer, metrics, bill, usage = view.customer, view.metrics, view.billing, view.usage
-    check_visible(access.principal, customer)
+    await check_visible(access.db, access.principal, customer)
     reveal = access.reveal_pii
     await access.audit([customer_id], PII_FIELDS)
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from crm_customer.models import BillingAccount, ContactMedium, Customer, CustomerCharacteristic, Subscription
 from crm_kit.db import utcnow
@@ -273,6 +274,12 @@ def prefix_upper(prefix: str, *, digits: bool) -> str | None:
 def portfolio(manager: Any) -> ColumnElement[bool]:
     """The key accounts (大客户) `manager` (a name, or a bound parameter for one) looks after."""
     return Customer.key_account.is_(True) & (Customer.account_manager == manager)
+
+
+def sold_by(partner: Any) -> ColumnElement[bool]:
+    """The customers with a line the partner (代理商, its id a dealer code; a name or a bound parameter) sold."""
+    line = aliased(Subscription)  # the search by number joins the lines already: correlate on the customer only
+    return exists().where(line.customer_id == Customer.id, line.dealer_code == partner)
 
 
 def prefix_range(column: Any, prefix: str, *, digits: bool) -> ColumnElement[bool]:

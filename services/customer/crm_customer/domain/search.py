@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, select
 
-from crm_customer.domain.party import portfolio, prefix_upper
+from crm_customer.domain.party import portfolio, prefix_upper, sold_by
 from crm_customer.models import BillingAccount, Customer, CustomerMetrics, Subscription
 from crm_kit.db import Database
 from crm_kit.sqljson import document, loads, rows_json
@@ -64,15 +64,20 @@ def _key(by: str, dialect: str) -> tuple[ColumnElement[Any], Select[Any]]:
 
 
 @cache
-def search_query(by: str, exact: bool, bounded: bool, portfolio_only: bool, dialect: str) -> Select[tuple[str]]:
+def search_query(
+    by: str, exact: bool, bounded: bool, portfolio_only: bool, dialect: str, partner_only: bool = False
+) -> Select[tuple[str]]:
     """The statement for one kind of search, built once: parameters `term`, `limit`, and `upper` (the smallest
-    value above the prefix range) when `bounded`, `manager` when the caller sees only their portfolio."""
+    value above the prefix range) when `bounded`, `manager` when the caller sees only their portfolio, `partner`
+    when only the customers a partner brought in."""
     key, rows = _key(by, dialect)
     term = bindparam("term", type_=String)
     limit = bindparam("limit", type_=Integer)
     rows = rows.where(Customer.merged_into.is_(None))
     if portfolio_only:
         rows = rows.where(portfolio(bindparam("manager", type_=String)))
+    if partner_only:
+        rows = rows.where(sold_by(bindparam("partner", type_=String)))
     parts = {"exact": rows_json(rows.where(key == term).order_by(key).limit(limit))}
     if not exact:
         in_range = key >= term
@@ -82,16 +87,28 @@ def search_query(by: str, exact: bool, bounded: bool, portfolio_only: bool, dial
     return document(**parts)
 
 
-async def search(db: Database, by: str, term: str, *, exact: bool, limit: int, manager: str | None = None) -> list[Hit]:
+async def search(
+    db: Database,
+    by: str,
+    term: str,
+    *,
+    exact: bool,
+    limit: int,
+    manager: str | None = None,
+    partner: str | None = None,
+) -> list[Hit]:
     """Up to `limit` customers: those whose `by` value is `term` first, then those whose value starts with it, in
-    the value's order; merged duplicates never, and only `manager`'s key accounts when given."""
+    the value's order; merged duplicates never, only `manager`'s key accounts when given, and only the customers
+    `partner` brought in when given."""
     upper = None if exact else prefix_upper(term, digits=by in DIGIT_KEYS)
-    statement = search_query(by, exact, upper is not None, manager is not None, db.dialect)
+    statement = search_query(by, exact, upper is not None, manager is not None, db.dialect, partner is not None)
     parameters: dict[str, Any] = {"term": term, "limit": limit}
     if upper is not None:
         parameters["upper"] = upper
     if manager is not None:
         parameters["manager"] = manager
+    if partner is not None:
+        parameters["partner"] = partner
     found = loads(await db.read_one(statement, parameters))
     hits: dict[str, Hit] = {}
     for part in ("exact", "prefix"):
