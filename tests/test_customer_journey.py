@@ -625,7 +625,9 @@ async def test_bad_input_through_the_gateway_is_a_problem_naming_the_field(syste
             403,
         )
         assert_problem(await gateway.get(f"{PRIVACY}/customers/{cid}/export", headers=PII_AGENT), 403)
-        assert_problem(await view360(gateway, cid, **bearer("p-1", roles=("partner",))), 403)
+        # a partner that did not bring the customer in does not know it exists
+        other_partner = bearer("p-1", roles=("partner",), partner_id="DLR-NOT-THEIRS")
+        assert_problem(await view360(gateway, cid, **other_partner), 404, "customer_id")
         # nothing of it changed the customer
         after = (await gateway.get(f"{CUSTOMERS}/{cid}")).json()
         assert (after["name"], after["keyAccount"]["isKeyAccount"]) == ("韩梅梅", False)
