@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from crm_gateway.domain.limits import RateLimiter
 from crm_gateway.domain.resilience import Resilience
 from crm_gateway.domain.routing import BOSS_FILES, RouteTable
 from crm_gateway.settings import Settings
+from crm_gateway.transport import AiohttpTransport
 from crm_kit.db import Database, upgrade_async, utcnow
 from crm_kit.observability import configure_logging, service_metrics
 from crm_kit.presentation import JSONResponse
@@ -46,8 +48,16 @@ async def open_identity(settings: Settings) -> tuple[Database, Edge]:
         access_ttl=timedelta(seconds=settings.access_token_seconds),
         api_key_ttl=timedelta(seconds=settings.api_key_token_seconds),
         touch_every=timedelta(seconds=settings.api_key_touch_seconds),
+        key_cache_seconds=settings.api_key_cache_seconds,
     )
     return db, edge
+
+
+def upstream_client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+    """For the gateway's own calls (the 360 view's parts, readiness, OpenAPI documents). It keeps no cookies: a
+    client shared by every caller must not hand one caller's cookie to the next."""
+    no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(transport=transport, cookies=no_cookies, follow_redirects=False)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,9 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db, app.state.edge = await open_identity(settings)
         app.state.limiter = RateLimiter.from_settings(settings.limits)
-        limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=50)
+        transport = AiohttpTransport(settings.max_connections)
         try:
-            async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
+            async with upstream_client(transport) as client:  # closes the transport when done
+                app.state.upstream = transport  # the proxy sends on it directly, past the client's layers
                 app.state.http = client
                 yield
         finally:

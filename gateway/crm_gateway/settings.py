@@ -68,6 +68,13 @@ class Settings(AppSettings):
     api_key_touch_seconds: float = Field(
         60.0, ge=0, description="an API key's last use is written at most this often (not on every request)"
     )
+    api_key_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="an API key checked against the database is trusted this long without reading it again: a key "
+        "revoked or a client disabled on another replica is refused within this time (at once on the replica that "
+        "made the change); 0 reads it on every request",
+    )
     limits: LimitSettings = Field(
         default_factory=LimitSettings,
         description="rate limits and daily quotas per client and route (`CRM_GATEWAY_LIMITS__REDIS_URL` shares them "

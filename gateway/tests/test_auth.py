@@ -3,6 +3,7 @@ proxied request must carry (a bearer token or an API key), with a real database 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -262,6 +263,22 @@ async def test_a_revoked_or_wrong_api_key_and_one_of_a_disabled_client_are_refus
     assert (await auth_gw.http.post(BOSS_EVENTS, headers={"X-API-Key": second["api_key"]})).status_code == 200
     await auth_gw.http.patch("/gateway/v1/clients/boss", json={"disabled": True}, headers=ADMIN)
     assert_problem(await auth_gw.http.post(BOSS_EVENTS, headers={"X-API-Key": second["api_key"]}), 401)
+
+
+async def test_a_key_revoked_at_one_replica_is_refused_by_another_once_its_check_is_older_than_the_cache_time():
+    """Each replica trusts a key it checked for `api_key_cache_seconds`; the one that revoked it stops at once."""
+    async with running_gateway(api_key_cache_seconds=3) as a, running_gateway(api_key_cache_seconds=3) as b:
+        await add_client(a, client_id="boss", roles=["boss"], partner_id=None)
+        issued = (await a.http.post("/gateway/v1/clients/boss/api-keys", headers=ADMIN)).json()
+        key = {"X-API-Key": issued["api_key"]}
+        for replica in (a, b):
+            assert (await replica.http.post(BOSS_EVENTS, headers=key)).status_code == 200
+        assert (await a.http.delete(f"/gateway/v1/api-keys/{issued['key_id']}", headers=ADMIN)).status_code == 200
+        assert_problem(await a.http.post(BOSS_EVENTS, headers=key), 401)
+        assert (await b.http.post(BOSS_EVENTS, headers=key)).status_code == 200  # b checked it less than 3 s ago
+        await asyncio.sleep(3.2)
+        body = assert_problem(await b.http.post(BOSS_EVENTS, headers=key), 401)
+        assert "revoked" in body["detail"]
 
 
 # --- signing keys ----------------------------------------------------------------------------------------------------

@@ -56,11 +56,13 @@ def upstream(name: str, *, ready: bool = True) -> FastAPI:
                 "request_ids": request.headers.getlist("x-request-id"),
                 "forwarded_for": request.headers.getlist("x-forwarded-for"),
                 "authorization": request.headers.get("authorization"),
+                "cookie": request.headers.get("cookie"),
                 "host": request.headers.get("host"),
                 "peer": f"{request.client.host}:{request.client.port}" if request.client else None,
             },
             status_code=status,
-            headers={"X-Total-Count": "42", "Location": request.scope["raw_path"].decode("ascii") + "/new"},
+            headers={"X-Total-Count": "42", "Location": request.scope["raw_path"].decode("ascii") + "/new"}
+            | ({"Set-Cookie": f"session={request.query_params['cookie']}"} if "cookie" in request.query_params else {}),
         )
 
     return app
@@ -404,6 +406,16 @@ async def test_the_answer_carries_each_of_the_gateways_own_headers_once(gw: Gate
     assert r.status_code == 200
     for name in ("x-request-id", "server", "date", "content-type", "x-total-count"):
         assert len(r.headers.get_list(name)) == 1, (name, r.headers.get_list(name))
+
+
+async def test_a_cookie_one_caller_is_given_is_passed_to_it_and_never_sent_for_another(gw: Gateway):
+    """The gateway's upstream connections are shared by every caller: they must keep no cookie jar of their own."""
+    given = await gw.client.get(f"{CUSTOMER}/C1", params={"cookie": "agent-a"})
+    assert given.headers["set-cookie"] == "session=agent-a"
+    gw.client.cookies.clear()  # the next caller is someone else, with no cookie of its own
+    r = await gw.client.get(f"{CUSTOMER}/C2")
+    assert r.status_code == 200, r.text
+    assert r.json()["cookie"] is None
 
 
 async def test_proxied_requests_are_counted_by_upstream_route_not_by_catch_all(gw: Gateway):

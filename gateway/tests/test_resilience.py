@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from crm_gateway.domain.resilience import (
     RetrySettings,
     State,
 )
+from crm_gateway.transport import AiohttpTransport
 from crm_kit.broker import free_port
 from crm_kit.observability import service_metrics
 from crm_kit.service import instrument
@@ -192,9 +194,10 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
+async def transport() -> AsyncIterator[httpx.AsyncBaseTransport]:
+    """The gateway's own upstream transport, as the proxy sends on it."""
+    async with AiohttpTransport(max_connections=20) as transport:
+        yield transport
 
 
 def resilience(attempts: int = 3, clock: ManualClock | None = None, **breaker: float) -> Resilience:
@@ -205,20 +208,24 @@ def resilience(attempts: int = 3, clock: ManualClock | None = None, **breaker: f
     return Resilience(settings, clock) if clock else Resilience(settings)
 
 
+def build(method: str, url: str, **options: Any) -> httpx.Request:
+    return httpx.Request(method, url, extensions={"timeout": httpx.Timeout(5).as_dict()}, **options)
+
+
 async def send(
-    resilience: Resilience, http: httpx.AsyncClient, method: str, url: str, name: str, **options: object
+    resilience: Resilience, transport: httpx.AsyncBaseTransport, method: str, url: str, name: str, **options: Any
 ) -> httpx.Response:
-    response = await resilience.send(http, http.build_request(method, url, **options), name)
+    response = await resilience.send(transport, build(method, url, **options), name)
     await response.aread()
     return response
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"])
 async def test_an_idempotent_request_is_sent_again_after_503s(
-    upstream: Upstream, http: httpx.AsyncClient, method: str
+    upstream: Upstream, transport: httpx.AsyncBaseTransport, method: str
 ) -> None:
     name = unique("customer")
-    r = await send(resilience(), http, method, f"{upstream.url}/answer/k?fail=2", name)
+    r = await send(resilience(), transport, method, f"{upstream.url}/answer/k?fail=2", name)
     assert r.status_code == 200
     assert upstream.hits["k"] == 3
     assert sample("crm_gateway_upstream_retries_total", upstream=name, reason="503") == 2
@@ -226,53 +233,61 @@ async def test_an_idempotent_request_is_sent_again_after_503s(
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 async def test_a_request_that_is_not_idempotent_is_never_sent_again(
-    upstream: Upstream, http: httpx.AsyncClient, method: str
+    upstream: Upstream, transport: httpx.AsyncBaseTransport, method: str
 ) -> None:
-    r = await send(resilience(), http, method, f"{upstream.url}/answer/k?fail=2", unique("customer"), content=b"{}")
+    r = await send(
+        resilience(), transport, method, f"{upstream.url}/answer/k?fail=2", unique("customer"), content=b"{}"
+    )
     assert r.status_code == 503
     assert upstream.hits["k"] == 1
 
 
 @pytest.mark.parametrize(("status", "sent"), [(502, 2), (504, 2), (500, 1), (429, 1), (404, 1)])
 async def test_only_502_503_and_504_are_retried(
-    upstream: Upstream, http: httpx.AsyncClient, status: int, sent: int
+    upstream: Upstream, transport: httpx.AsyncBaseTransport, status: int, sent: int
 ) -> None:
-    r = await send(resilience(), http, "GET", f"{upstream.url}/answer/k?fail=1&status={status}", unique("customer"))
+    r = await send(
+        resilience(), transport, "GET", f"{upstream.url}/answer/k?fail=1&status={status}", unique("customer")
+    )
     assert upstream.hits["k"] == sent
     assert r.status_code == (200 if sent == 2 else status)
 
 
 async def test_retries_are_bounded_and_the_last_answer_is_passed_on(
-    upstream: Upstream, http: httpx.AsyncClient
+    upstream: Upstream, transport: httpx.AsyncBaseTransport
 ) -> None:
-    r = await send(resilience(attempts=3), http, "GET", f"{upstream.url}/answer/k?fail=10", unique("customer"))
+    r = await send(resilience(attempts=3), transport, "GET", f"{upstream.url}/answer/k?fail=10", unique("customer"))
     assert r.status_code == 503
     assert upstream.hits["k"] == 3
 
 
-async def test_a_body_streamed_through_is_not_sent_again(upstream: Upstream, http: httpx.AsyncClient) -> None:
+async def test_a_body_streamed_through_is_not_sent_again(
+    upstream: Upstream, transport: httpx.AsyncBaseTransport
+) -> None:
     async def body() -> AsyncIterator[bytes]:
         yield b"a file of gigabytes"
 
-    r = await send(resilience(), http, "PUT", f"{upstream.url}/answer/k?fail=2", unique("billing"), content=body())
+    r = await send(resilience(), transport, "PUT", f"{upstream.url}/answer/k?fail=2", unique("billing"), content=body())
     assert r.status_code == 503
     assert upstream.hits["k"] == 1
 
 
-async def test_a_put_with_its_body_is_sent_again_whole(upstream: Upstream, http: httpx.AsyncClient) -> None:
-    r = await send(resilience(), http, "PUT", f"{upstream.url}/answer/k?fail=1", unique("customer"), content=b"{}")
+async def test_a_put_with_its_body_is_sent_again_whole(upstream: Upstream, transport: httpx.AsyncBaseTransport) -> None:
+    r = await send(resilience(), transport, "PUT", f"{upstream.url}/answer/k?fail=1", unique("customer"), content=b"{}")
     assert (r.status_code, r.content, upstream.hits["k"]) == (200, b"{}", 2)
 
 
-async def test_nothing_is_sent_again_once_the_answer_has_begun(upstream: Upstream, http: httpx.AsyncClient) -> None:
-    r = await resilience().send(http, http.build_request("GET", f"{upstream.url}/broken-body/k"), unique("customer"))
+async def test_nothing_is_sent_again_once_the_answer_has_begun(
+    upstream: Upstream, transport: httpx.AsyncBaseTransport
+) -> None:
+    r = await resilience().send(transport, build("GET", f"{upstream.url}/broken-body/k"), unique("customer"))
     assert r.status_code == 200
     with pytest.raises(httpx.HTTPError):
         await r.aread()
     assert upstream.hits["k"] == 1
 
 
-async def test_a_refused_connection_is_retried_for_a_get(http: httpx.AsyncClient) -> None:
+async def test_a_refused_connection_is_retried_for_a_get(transport: httpx.AsyncBaseTransport) -> None:
     """Nothing listens at first; the upstream comes up during the first backoff, and the retry reaches it."""
     port = free_port()
     hits: Counter[str] = Counter()
@@ -287,13 +302,13 @@ async def test_a_refused_connection_is_retried_for_a_get(http: httpx.AsyncClient
         name = unique("churn")
         settings = ResilienceSettings(retry=RetrySettings(attempts=3))
         retrying = Resilience(settings, sleep=start_upstream_while_waiting)
-        r = await send(retrying, http, "GET", f"http://127.0.0.1:{port}/answer/k", name)
+        r = await send(retrying, transport, "GET", f"http://127.0.0.1:{port}/answer/k", name)
     assert r.status_code == 200
     assert (hits["k"], len(waits)) == (1, 1)
     assert sample("crm_gateway_upstream_retries_total", upstream=name, reason="ConnectError") == 1
 
 
-async def test_a_refused_connection_is_not_retried_for_a_post(http: httpx.AsyncClient) -> None:
+async def test_a_refused_connection_is_not_retried_for_a_post(transport: httpx.AsyncBaseTransport) -> None:
     waits: list[float] = []
 
     async def record(seconds: float) -> None:
@@ -301,32 +316,32 @@ async def test_a_refused_connection_is_not_retried_for_a_post(http: httpx.AsyncC
 
     retrying = Resilience(ResilienceSettings(), sleep=record)
     with pytest.raises(httpx.ConnectError):
-        await retrying.send(http, http.build_request("POST", f"http://127.0.0.1:{free_port()}/x"), unique("campaign"))
+        await retrying.send(transport, build("POST", f"http://127.0.0.1:{free_port()}/x"), unique("campaign"))
     assert waits == []
 
 
 async def test_no_retry_once_the_circuit_opens_then_fast_503s_until_a_trial_succeeds(
-    upstream: Upstream, http: httpx.AsyncClient
+    upstream: Upstream, transport: httpx.AsyncBaseTransport
 ) -> None:
     clock = ManualClock()
     breaking = resilience(attempts=5, clock=clock, consecutive_failures=2, cool_down_seconds=30.0)
     name = unique("ticketing")
     url = f"{upstream.url}/answer/k?fail=2"
-    first = await send(breaking, http, "GET", url, name)
+    first = await send(breaking, transport, "GET", url, name)
     assert (first.status_code, upstream.hits["k"]) == (503, 2)  # the second failure opened it: no third try
     with pytest.raises(CircuitOpen) as refused:
-        await send(breaking, http, "GET", url, name)
+        await send(breaking, transport, "GET", url, name)
     assert refused.value.headers == {"Retry-After": "30"}
     assert upstream.hits["k"] == 2
     assert sample("crm_gateway_circuit_rejected_total", upstream=name) == 1
     clock.advance(30)
-    trial = await send(breaking, http, "GET", url, name)
+    trial = await send(breaking, transport, "GET", url, name)
     assert (trial.status_code, upstream.hits["k"]) == (200, 3)
     assert breaking.breaker(name).state is State.CLOSED
 
 
 async def test_an_open_circuit_answers_a_problem_503_with_retry_after(
-    upstream: Upstream, http: httpx.AsyncClient
+    upstream: Upstream, transport: httpx.AsyncBaseTransport
 ) -> None:
     """As the proxy will use it: `send`, and the kit's handlers turn `CircuitOpen` into problem+json."""
     breaking = resilience(attempts=1, consecutive_failures=1, cool_down_seconds=20.0)
@@ -336,7 +351,7 @@ async def test_an_open_circuit_answers_a_problem_503_with_retry_after(
     @app.get("/{path:path}")
     async def proxy(request: Request, path: str) -> Response:
         target = f"{upstream.url}/{path}?{request.url.query}"
-        answer = await send(breaking, http, "GET", target, "customer-behind-test-gateway")
+        answer = await send(breaking, transport, "GET", target, "customer-behind-test-gateway")
         return Response(answer.content, status_code=answer.status_code)
 
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:

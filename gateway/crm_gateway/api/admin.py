@@ -41,9 +41,13 @@ async def admin(request: Request) -> Principal:
 
 
 async def _session(request: Request, _: Annotated[Principal, Depends(admin)]) -> AsyncIterator[AsyncSession]:
-    """Only once the caller is known to be an admin; one commit after the route returns."""
-    async with edge_of(request).db.sessions.begin() as session:
+    """Only once the caller is known to be an admin; one commit after the route returns. After a change (a key
+    revoked, a client disabled or given other roles) every API key is checked against the database again."""
+    edge = edge_of(request)
+    async with edge.db.sessions.begin() as session:
         yield session
+    if request.method != "GET":
+        edge.forget_api_keys()
 
 
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]

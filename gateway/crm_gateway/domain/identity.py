@@ -356,6 +356,7 @@ class Edge:
         access_ttl: timedelta,
         api_key_ttl: timedelta,
         touch_every: timedelta,
+        key_cache_seconds: float = 0.0,
     ) -> None:
         self.db = db
         self.keys = keys
@@ -365,6 +366,11 @@ class Edge:
         self.touch_every = touch_every
         self.verifier = TokenVerifier(auth, keys)
         self._minted: dict[tuple[str, Grant], tuple[str, float]] = {}
+        self.key_cache_seconds = key_cache_seconds
+        self._keys_checked: dict[str, tuple[str, Grant, float]] = {}
+        """An API key's digest → its id and grant, until when. A busy machine client would otherwise cost a
+        database read a request (1.5–2.5 ms of the gateway's CPU); a revoked key or disabled client is refused by
+        this replica at once (`forget_api_keys`) and by the others within `key_cache_seconds`."""
 
     async def issue(self, grant: Grant, ttl: timedelta | None = None) -> str:
         """An RS256 access token for `grant`, signed by the active key."""
@@ -396,7 +402,32 @@ class Edge:
         principal = await self.verifier.verify(bearer_token(authorization))
         return Admission(principal)
 
+    def forget_api_keys(self) -> None:
+        """Check every API key against the database again: one was revoked, or a client changed."""
+        self._keys_checked.clear()
+
     async def _admit_api_key(self, presented: str) -> Admission:
+        checked = self._keys_checked.get(presented_digest := digest(presented))
+        if checked is not None and time.monotonic() < checked[2]:
+            key_id, grant = checked[0], checked[1]
+        else:
+            key_id, grant = await self._check_api_key(presented)
+            if self.key_cache_seconds > 0:
+                if len(self._keys_checked) >= MINTED_KEPT:
+                    self._keys_checked.clear()
+                self._keys_checked[presented_digest] = (key_id, grant, time.monotonic() + self.key_cache_seconds)
+        token = await self._token_for_key(key_id, grant)
+        principal = Principal(
+            subject=grant.subject,
+            roles=frozenset(grant.roles),
+            scopes=frozenset(grant.scopes),
+            name=grant.name,
+            partner_id=grant.partner_id,
+        )
+        return Admission(principal, f"Bearer {token}")
+
+    async def _check_api_key(self, presented: str) -> tuple[str, Grant]:
+        """The key's id and its client's grant, read from the database; Unauthenticated when it is not valid."""
         key_id, _, secret = presented.strip().partition(API_KEY_SEPARATOR)
         async with self.db.sessions.begin() as session:
             key = await session.get(ApiKey, key_id) if key_id and secret else None
@@ -410,16 +441,9 @@ class Edge:
             now = utcnow()
             if key.last_used_at is None or now - key.last_used_at >= self.touch_every:
                 key.last_used_at = now
-        grant = Grant(client.client_id, tuple(client.roles), tuple(client.scopes), client.name, client.partner_id)
-        token = await self._token_for_key(key_id, grant)
-        principal = Principal(
-            subject=grant.subject,
-            roles=frozenset(grant.roles),
-            scopes=frozenset(grant.scopes),
-            name=grant.name,
-            partner_id=grant.partner_id,
+        return key_id, Grant(
+            client.client_id, tuple(client.roles), tuple(client.scopes), client.name, client.partner_id
         )
-        return Admission(principal, f"Bearer {token}")
 
     async def _token_for_key(self, key_id: str, grant: Grant) -> str:
         """The key's token, minted again once half its life is gone: the services' caches of verified tokens keep

@@ -1,8 +1,8 @@
 """Circuit breakers per upstream and retries of idempotent requests.
 
 The proxy builds one `Resilience` at startup and sends each upstream request with
-`await resilience.send(client, request, route.upstream)` instead of `client.send(request, stream=True)`: it answers
-with the upstream's response (its body not read yet), raises `CircuitOpen` (a 503 `upstream-unavailable` with
+`await resilience.send(transport, request, route.upstream)`: it answers with the upstream's response (its body not
+read yet), raises `CircuitOpen` (a 503 `upstream-unavailable` with
 `Retry-After`) without trying while the upstream's circuit is open, and otherwise lets the last `httpx` error through.
 
 A failure, for the breaker, is a transport error or timeout, or a 502/503/504: the upstream or the path to it is
@@ -203,8 +203,9 @@ class Resilience:
         retry = self.settings.retry
         return random.uniform(0, min(retry.max_backoff_seconds, retry.backoff_seconds * 2 ** (attempt - 1)))
 
-    async def send(self, client: httpx.AsyncClient, request: httpx.Request, upstream: str) -> httpx.Response:
-        """The upstream's response with its body unread (`stream=True`); the caller closes it."""
+    async def send(self, transport: httpx.AsyncBaseTransport, request: httpx.Request, upstream: str) -> httpx.Response:
+        """The upstream's response with its body unread; the caller closes it. Sent on the transport, not through
+        a client: a proxy wants no client-side cookies, redirects or default headers, and skips their cost."""
         breaker = self.breaker(upstream)
         replayable = request.method in IDEMPOTENT_METHODS and isinstance(request.stream, httpx.ByteStream)
         attempts = self.settings.retry.attempts if replayable else 1
@@ -215,7 +216,7 @@ class Resilience:
                 CIRCUIT_REJECTED.labels(upstream).inc()
                 raise CircuitOpen(upstream, breaker.retry_after())
             try:
-                response = await client.send(request, stream=True)
+                response = await transport.handle_async_request(request)
             except httpx.PoolTimeout:
                 breaker.release()
                 raise

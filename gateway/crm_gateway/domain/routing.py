@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 from crm_gateway.settings import Settings
 
 HOP_BY_HOP = frozenset(
@@ -35,6 +37,10 @@ class Route:
     each: a kept-alive connection would pin every push to the worker (or replica) that happened to accept it,
     while a fresh one goes to whichever worker is free to accept, so a feed spreads over all of them. The
     connect costs a fraction of a millisecond a push."""
+
+    def timeouts(self, connect_seconds: float) -> dict[str, float]:
+        """As httpx's request extension wants them: connect, then each read, write and wait for a pooled connection."""
+        return httpx.Timeout(self.timeout_seconds, connect=connect_seconds).as_dict()  # type: ignore[return-value]
 
     def matches(self, path: str) -> bool:
         """Whole path segments only: `/api/v1/customers` serves `/api/v1/customers/C1`, not `/api/v1/customersx`."""
