@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from crm_gateway.api import admin, auth, compose, docs
 from crm_gateway.api.access_log import AccessLogMiddleware
-from crm_gateway.api.proxy import router
+from crm_gateway.api.proxy import router, upstream_routes
 from crm_gateway.domain import tokens
 from crm_gateway.domain.identity import Edge, Passwords
 from crm_gateway.domain.limits import RateLimiter
@@ -99,9 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(AccessLogMiddleware)  # added first, so it runs inside the request-id middleware
     instrument(app, service_metrics("gateway"), settings, body_limits={BOSS_FILES: settings.boss_upload_max_bytes})
+    app.include_router(compose.router)  # before the proxy: the 360 view lies under a customer prefix
+    app.include_router(upstream_routes(app.state.routes))
     app.include_router(auth.router)
     app.include_router(admin.router)
-    app.include_router(compose.router)  # before the proxy: its catch-all would take their paths
     app.include_router(docs.router)
-    app.include_router(router)
+    app.include_router(router)  # health, metrics, and the catch-all last
     return app

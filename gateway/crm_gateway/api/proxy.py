@@ -69,7 +69,6 @@ router.add_api_route(
 )
 
 
-@router.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
 async def proxy(request: Request, path: str) -> Response:
     route = _table(request).resolve(request.url.path)
     setattr(request.state, ROUTE_LABEL, f"{route.prefix}* → {route.upstream}" if route else "unrouted")
@@ -118,6 +117,19 @@ async def proxy(request: Request, path: str) -> Response:
         response.headers.append(k, v)
     response.headers.update(admitted.rate_limit_headers)
     return response
+
+
+router.add_api_route("/{path:path}", proxy, methods=METHODS, include_in_schema=False)  # unrouted paths: 401 or 404
+
+
+def upstream_routes(table: RouteTable) -> APIRouter:
+    """One route per upstream prefix, for the app to put before its own routes (except the 360 view, which lies
+    under a customer prefix): a proxied request, nearly every request, then matches within a few patterns
+    instead of after every admin and auth route, which cost a tenth of the gateway's CPU a request."""
+    routes = APIRouter()
+    for route in table.routes:
+        routes.add_api_route(route.prefix.rstrip("/") + "{path:path}", proxy, methods=METHODS, include_in_schema=False)
+    return routes
 
 
 def _small(upstream: httpx.Response, method: str) -> bool:
