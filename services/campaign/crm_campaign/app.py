@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from crm_campaign import events
 from crm_campaign.api import campaigns, customers, deliveries
-from crm_campaign.domain import dispatch
+from crm_campaign.domain import attribution, dispatch
 from crm_campaign.domain.policy import PolicySettings
 from crm_campaign.settings import Settings
 from crm_kit.db import utcnow
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     policy = contact_policy(settings)
 
     async def start_jobs(rt: Runtime) -> None:
-        """Beside the outbox relay, stopped with it: the campaign calendar's tick."""
+        """Beside the outbox relay, stopped with it: the campaign calendar's tick and the report gauges."""
         adapter = dispatch.OutboxChannel(rt.contracts)
 
         async def tick() -> None:
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         calendar = repeat(tick, settings.dispatch_seconds, what="running the campaign calendar")
         rt.tasks.append(asyncio.create_task(calendar, name=f"{rt.name}-calendar"))
+        gauges = attribution.run_gauges(rt.db, settings.report_gauge_seconds)
+        rt.tasks.append(asyncio.create_task(gauges, name=f"{rt.name}-report-gauges"))
 
     app = create_service_app(
         name="campaign",

@@ -29,6 +29,9 @@ class Settings(ServiceSettings):
         gt=0,
         description="How often due campaigns are launched, running ones dispatched, ended ones closed",
     )
+    report_gauge_seconds: float = Field(
+        300, gt=0, description="How often the running campaigns' report figures are computed again for Prometheus"
+    )
     dispatch_batch_size: int = Field(1000, ge=1, le=20_000, description="Contacts decided per transaction")
     dispatch_rate_per_second: float | None = Field(
         200, gt=0, description="The most contacts a campaign sends a second (None: as fast as the database goes)"

@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from crm_campaign.domain import control
+from prometheus_client import REGISTRY
+
+from crm_campaign.domain import attribution, control
 from crm_campaign.domain.evaluation import Proportions, incremental_revenue_fen, roi, uplift
+from crm_kit.db import Database
 from crm_kit.events import CloudEvent
 from crm_kit.presentation import SHANGHAI
 from crm_kit.testing import read_topic
@@ -141,6 +144,20 @@ async def test_responses_in_both_groups_make_the_report(campaign: Campaigns) -> 
     for event in responded:
         c.contracts.validate_event(event)
     assert sorted(e.subject for e in responded) == sorted(treatment[:6])
+
+    db = Database(c.database_url)
+    try:
+        await attribution.refresh_gauges(db)
+        gauge = REGISTRY.get_sample_value
+        assert gauge("crm_campaign_response_uplift", {"campaign": cid}) == expected.uplift
+        assert gauge("crm_campaign_group_customers", {"campaign": cid, "group": "treatment"}) == len(treatment)
+        assert gauge("crm_campaign_group_responded", {"campaign": cid, "group": "control"}) == 2
+        assert (await c.http.post(f"{CAMPAIGNS}/{cid}/complete")).status_code == 200
+        await attribution.refresh_gauges(db)
+        assert gauge("crm_campaign_response_uplift", {"campaign": cid}) is None, "a completed campaign leaves them"
+        assert gauge("crm_campaign_group_customers", {"campaign": cid, "group": "treatment"}) is None
+    finally:
+        await db.dispose()
 
 
 async def test_a_retention_campaign_reports_churn_in_each_group(campaign: Campaigns) -> None:

@@ -10,3 +10,5 @@ class Settings(ServiceSettings):
 
     database_url: str = "sqlite+aiosqlite:///var/customer.db"
     consumer_group: str = "customer"
+    segment_gauge_seconds: float = 60.0
+    """How often the customers-per-tier gauges are counted again (one grouped scan of the base)."""

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from crm_customer.domain import metrics
 from crm_kit.events import CloudEvent
 from crm_kit.testing import bearer, eventually, read_topic
 
@@ -394,3 +397,20 @@ async def test_erased_and_merged_customers_leave_a_segment_on_its_next_evaluatio
     for event in changes:
         boss.contracts.validate_event(event)
         assert event.data["segment_id"] == sid and event.data["segment_name"] == "有账单"
+
+
+async def test_customers_per_built_in_tier_are_gauges_for_the_ops_dashboards(customer_settings, start_customer, boss):
+    customer_settings.segment_gauge_seconds = 0.2
+    async with start_customer() as service:
+        await population(service, boss)
+
+        async def counted() -> dict[tuple[str, str], float] | None:
+            scraped = (await service.http.get("/metrics")).text
+            families = text_string_to_metric_families(scraped)
+            gauge = next(f for f in families if f.name == "crm_customer_segment_customers")
+            counts = {(s.labels["dimension"], s.labels["tier"]): s.value for s in gauge.samples}
+            return counts if counts.get(("value", "high")) == 2 else None
+
+        counts = await eventually(counted, timeout=10, interval=0.1)
+    assert (counts[("value", "mid")], counts[("value", "low")], counts[("activity", "dormant")]) == (1, 2, 5)
+    assert set(counts) == {(d, t) for d, tiers in metrics.TIERS.items() for t in tiers}

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from prometheus_client import Gauge
 from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,9 +23,10 @@ from crm_campaign import events
 from crm_campaign.domain import campaigns, deliveries, evaluation
 from crm_campaign.domain.evaluation import Proportions
 from crm_campaign.models import Assignment, Campaign, Contact, Offer, Response
-from crm_kit.db import insert_ignoring_duplicates
+from crm_kit.db import Database, insert_ignoring_duplicates
 from crm_kit.events import Contracts
 from crm_kit.outbox import stage
+from crm_kit.periodic import repeat
 
 ACCEPTED, CHURNED = "accepted", "churned"
 RETENTION_DAYS = 60
@@ -345,3 +347,50 @@ async def report(session: AsyncSession, campaign: Campaign) -> Report:
         whole.roi if whole else None,
         offers,
     )
+
+
+# --- Prometheus gauges -------------------------------------------------------------------------------------------
+
+GROUP_CUSTOMERS = Gauge(
+    "crm_campaign_group_customers",
+    "Customers of each running campaign, by group (目标组/对照组)",
+    ["campaign", "group"],
+)
+GROUP_RESPONDED = Gauge(
+    "crm_campaign_group_responded",
+    "Customers of each running campaign who took an offer up, by group",
+    ["campaign", "group"],
+)
+RESPONSE_UPLIFT = Gauge(
+    "crm_campaign_response_uplift",
+    "Response rate of each running campaign's treatment group minus its control group's (响应提升), in rate points; "
+    "NaN until both groups have customers",
+    ["campaign"],
+)
+_shown: set[str] = set()
+"""The campaigns the gauges carry now: one that stops running is taken off them."""
+
+
+async def refresh_gauges(db: Database) -> None:
+    """The report figures of every running campaign. Every replica sets the same figures: dashboards take max()
+    across replicas."""
+    async with db.sessions() as session:
+        running = (await session.scalars(select(Campaign).where(Campaign.status == campaigns.RUNNING))).all()
+        reports = {campaign.id: await report(session, campaign) for campaign in running}
+    for gone in _shown - reports.keys():
+        RESPONSE_UPLIFT.remove(gone)
+        for group in (campaigns.TREATMENT, campaigns.CONTROL):
+            GROUP_CUSTOMERS.remove(gone, group)
+            GROUP_RESPONDED.remove(gone, group)
+    for campaign_id, figures in reports.items():
+        for group, counted in ((campaigns.TREATMENT, figures.treatment), (campaigns.CONTROL, figures.control)):
+            GROUP_CUSTOMERS.labels(campaign_id, group).set(counted.customers)
+            GROUP_RESPONDED.labels(campaign_id, group).set(counted.responded)
+        RESPONSE_UPLIFT.labels(campaign_id).set(figures.response.uplift if figures.response else float("nan"))
+    _shown.clear()
+    _shown.update(reports)
+
+
+async def run_gauges(db: Database, every: float) -> None:
+    """Refresh the campaign gauges every `every` seconds until cancelled, the first time at once."""
+    await repeat(lambda: refresh_gauges(db), every, what="refreshing the campaign gauges")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import Gauge
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -34,7 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_customer.domain import metrics
 from crm_customer.models import Customer, CustomerMetrics, Segment, SegmentMember
 from crm_kit import rules
+from crm_kit.db import Database
 from crm_kit.errors import Conflict, NotFound
+from crm_kit.periodic import repeat
 from crm_kit.rules import BOOLEAN, DATETIME, DECIMAL, INTEGER, TEXT, Field, Rule, days_since
 
 SAMPLE_SIZE = 20
@@ -173,6 +176,27 @@ async def builtin_counts(session: AsyncSession) -> dict[str, int]:
             if tier is not None:
                 counts[f"{dimension}-{tier}"] += count
     return counts
+
+
+SEGMENT_CUSTOMERS = Gauge(
+    "crm_customer_segment_customers",
+    "Customers in each built-in tier: value (价值分层), activity (活跃度), lifecycle (生命周期)",
+    ["dimension", "tier"],
+)
+
+
+async def refresh_gauges(db: Database) -> None:
+    """Every replica sets the same base-wide counts: dashboards take max() across replicas."""
+    async with db.sessions() as session:
+        counts = await builtin_counts(session)
+    for builtin_id, count in counts.items():
+        builtin = BUILTINS[builtin_id]
+        SEGMENT_CUSTOMERS.labels(builtin.dimension, builtin.tier).set(count)
+
+
+async def run_gauges(db: Database, every: float) -> None:
+    """Refresh the tier gauges every `every` seconds until cancelled, the first time at once."""
+    await repeat(lambda: refresh_gauges(db), every, what="refreshing the segment gauges")
 
 
 # --- rule segments -------------------------------------------------------------------------------------------------
