@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install run test test-pg lint openapi bench clean
+.PHONY: install run test test-pg lint check-deploy openapi bench clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -28,6 +28,10 @@ lint: install
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen lint-imports
+
+check-deploy: install ## images, Kubernetes manifests, alert rules and dashboards, checked with kubectl, node, promtool and a real Prometheus
+	npm ci --prefix deploy/tools/validate --no-audit --no-fund --loglevel=error
+	$(UV) run --frozen pytest deploy/tests
 
 openapi: install ## refresh the OpenAPI snapshots in contracts/openapi/ after an intended API change
 	$(UV) run --frozen python -m tests.openapi_snapshots
