@@ -1,5 +1,5 @@
 """`make bench`: measure the BOSS feed, the first slice and the customer service at 1M customers; write
-BENCHMARKS.md.
+BENCHMARKS.md, and the same figures with their commit and machine to `bench/results/<date>.json`.
 
 - End to end: one pushed activation until the customer is readable through the gateway (p50/p95), and how fast
   the customer service applies 20,000 activations.
@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -128,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     speed = cpu_reference()
     sections = dict.fromkeys(SECTIONS, "")
+    measured: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as folder:
         if args.only in (None, "core"):
             results = asyncio.run(bench(Path(folder)))
@@ -135,16 +138,17 @@ def main() -> None:
             results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers)))
             if args.postgres:
                 results.update(asyncio.run(bench_customer.measure(Path(folder), args.customers, args.postgres)))
-            sections["core"] = core_section(results, speed)
+            sections["core"], measured["core"] = core_section(results, speed), results
         if args.only in (None, "ticketing"):
             tickets = asyncio.run(bench_ticketing.measure(Path(folder), args.tickets))
             if args.postgres:
                 tickets.update(asyncio.run(bench_ticketing.measure(Path(folder), args.tickets, args.postgres)))
-            sections["ticketing"] = ticketing_section(tickets, speed)
+            sections["ticketing"], measured["ticketing"] = ticketing_section(tickets, speed), tickets
         if args.only in (None, "churn"):
             churn = asyncio.run(
                 bench_churn.measure(Path(folder), args.subscribers, args.churn_simulated, args.postgres)
             )
+            measured["churn"] = churn
             sections["churn"] = section(
                 CHURN_HEADING,
                 "Goal: training time and peak memory at 1M subscribers × 12 months; batch scoring ≥ 50% of a bare "
@@ -161,6 +165,7 @@ def main() -> None:
                         bench_campaign.measure(Path(folder), args.customers, args.attribution_events, args.postgres)
                     )
                 )
+            measured["campaign"] = campaign
             sections["campaign"] = section(
                 CAMPAIGN_HEADING,
                 "Goal: audience build + dispatch for 1M customers in under 60 s on 2 cores; attribution throughput "
@@ -173,6 +178,7 @@ def main() -> None:
             gateway = asyncio.run(bench_gateway.measure(Path(folder)))
             if args.postgres:
                 gateway.update(asyncio.run(bench_gateway.measure(Path(folder), args.postgres)))
+            measured["gateway"] = gateway
             sections["gateway"] = section(
                 GATEWAY_HEADING,
                 "Goal: a read through the gateway adds < 2 ms at p50 and keeps ≥ 70% of the throughput of the same "
@@ -183,6 +189,7 @@ def main() -> None:
             )
     text = write_sections(Path("BENCHMARKS.md"), sections)
     print(text)
+    print(f"and {write_results(RESULTS, measured, speed)}")
 
 
 SECTIONS = ("core", "ticketing", "churn", "campaign", "gateway")
@@ -205,6 +212,35 @@ def machine(speed: float) -> str:
         f"CPU reference {speed:.2f} s (lower is faster: the same virtual machine has measured 40% apart on two days, "
         "so compare runs by it)"
     )
+
+
+RESULTS = Path("bench/results")
+
+
+def write_results(folder: Path, measured: dict[str, dict[str, str]], speed: float) -> Path:
+    """`bench/results/<date>.json`: the figures of this run with the commit and machine they were measured on, for
+    comparing runs by script. A section measured again the same day replaces its earlier figures; the others stay."""
+    now = datetime.now(UTC)
+    path = folder / f"{now:%Y-%m-%d}.json"
+    kept = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"sections": {}}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=False).stdout
+    for name, results in measured.items():
+        kept["sections"][name] = {
+            "measured_at": now.isoformat(timespec="seconds"),
+            "commit": commit or None,
+            "uncommitted_changes": bool(dirty.strip()),
+            "machine": {
+                "cores": os.cpu_count(),
+                "arch": platform.machine(),
+                "python": platform.python_version(),
+                "cpu_reference_seconds": round(speed, 3),
+            },
+            "results": results,
+        }
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def write_sections(path: Path, sections: dict[str, str]) -> str:
